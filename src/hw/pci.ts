@@ -42,6 +42,11 @@ export interface PcieLink {
   readonly width: number | null;
   readonly maxSpeedGts: number | null;
   readonly maxWidth: number | null;
+  /**
+   * Link bandwidth in GB/s when a source reports only that (hwloc's `pci_link_speed`: GT/s times width
+   * times encoding efficiency, divided by 8), so speed and width cannot be told apart; absent otherwise.
+   */
+  readonly bandwidthGBps?: number | undefined;
 }
 
 /** ACS (Access Control Services) extended capability of one function. */
