@@ -22,6 +22,39 @@ describe('Engine', () => {
     e.run();
     expect(seen).toEqual([2]);
   });
+  it('cancel returns false for a fired, a cancelled or a foreign event', () => {
+    const e = new Engine();
+    const fired = e.schedule(1, () => {});
+    const later = e.schedule(5, () => {});
+    e.run(2);
+    expect(e.isPending(fired)).toBe(false);
+    expect(e.cancel(fired)).toBe(false);
+    expect(e.isPending(later)).toBe(true);
+    expect(e.cancel(later)).toBe(true);
+    expect(e.cancel(later)).toBe(false);
+    expect(e.cancel({ id: 0 })).toBe(false);
+    expect(e.pending).toBe(false);
+  });
+  it('run(until) does not fire past until when a cancelled event heads the queue', () => {
+    const e = new Engine();
+    const seen: number[] = [];
+    const h = e.schedule(5, () => seen.push(5));
+    e.schedule(100, () => seen.push(100));
+    e.cancel(h);
+    e.run(50);
+    expect(seen).toEqual([]);
+    expect(e.nowNs).toBe(50);
+    e.run();
+    expect(seen).toEqual([100]);
+  });
+  it('scheduleAt keeps the exact absolute time', () => {
+    const e = new Engine();
+    let at = -1;
+    e.schedule(0.5373540462295523, () => e.scheduleAt(1061.3875882978125, () => (at = e.nowNs)));
+    e.run();
+    // now + (at - now) would round to 1061.3875882978127 here.
+    expect(at).toBe(1061.3875882978125);
+  });
   it('runs tasks that sleep and wait with timeouts', () => {
     const e = new Engine();
     const q = new WaitQueue();
