@@ -33,6 +33,10 @@ export function outcomeOf(e: unknown): Outcome {
     const p = (e as NodeJS.ErrnoException).path ?? '';
     return { code: EXIT_BAD_INPUT, message: `dmasim: ${p}: permission denied` };
   }
-  const detail = e instanceof Error ? (process.env.DMASIM_DEBUG ? (e.stack ?? e.message) : e.message) : String(e);
-  return { code: EXIT_INTERNAL, message: `dmasim: internal error: ${detail}\n(this is a bug in dmasim; run with DMASIM_DEBUG=1 for the stack and report it)` };
+  const detail =
+    e instanceof Error ? (process.env.DMASIM_DEBUG ? (e.stack ?? e.message) : e.message) : String(e);
+  return {
+    code: EXIT_INTERNAL,
+    message: `dmasim: internal error: ${detail}\n(this is a bug in dmasim; run with DMASIM_DEBUG=1 for the stack and report it)`,
+  };
 }

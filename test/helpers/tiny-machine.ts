@@ -1,6 +1,7 @@
 // Small hand-built machines for unit tests: a compact tree notation turned into a MachineSpec.
-import type { AcsInfo, CpuInfo, Machine } from '../../src/hw/pci.js';
+
 import { buildMachine, type FunctionSpec, hostBridgeName } from '../../src/hw/machine-builder.js';
+import type { AcsInfo, CpuInfo, Machine } from '../../src/hw/pci.js';
 import type { PciePortType } from '../../src/hw/pci-regs.js';
 
 export interface TinyNode {
@@ -15,9 +16,30 @@ export interface TinyNode {
   name?: string;
 }
 
-export const AMD_ZEN: CpuInfo = { vendorId: 'AuthenticAMD', family: 0x19, model: 1, modelName: 'AMD EPYC', arch: 'x86_64', sockets: 1 };
-export const QEMU64: CpuInfo = { vendorId: 'AuthenticAMD', family: 15, model: 107, modelName: 'QEMU Virtual CPU', arch: 'x86_64', sockets: 1 };
-export const SKYLAKE: CpuInfo = { vendorId: 'GenuineIntel', family: 6, model: 85, modelName: 'Intel Xeon', arch: 'x86_64', sockets: 2 };
+export const AMD_ZEN: CpuInfo = {
+  vendorId: 'AuthenticAMD',
+  family: 0x19,
+  model: 1,
+  modelName: 'AMD EPYC',
+  arch: 'x86_64',
+  sockets: 1,
+};
+export const QEMU64: CpuInfo = {
+  vendorId: 'AuthenticAMD',
+  family: 15,
+  model: 107,
+  modelName: 'QEMU Virtual CPU',
+  arch: 'x86_64',
+  sockets: 1,
+};
+export const SKYLAKE: CpuInfo = {
+  vendorId: 'GenuineIntel',
+  family: 6,
+  model: 85,
+  modelName: 'Intel Xeon',
+  arch: 'x86_64',
+  sockets: 2,
+};
 
 const PORT: Record<TinyNode['kind'], PciePortType> = {
   rp: 'root-port',
@@ -41,7 +63,11 @@ export function tinyMachine(hosts: TinyNode[][], cpu: CpuInfo | null = QEMU64): 
       const name = `0000:${bus.toString(16).padStart(2, '0')}:${dev.toString(16).padStart(2, '0')}.${fn}`;
       const bridge = n.kind === 'rp' || n.kind === 'usp' || n.kind === 'dsp';
       const acs: AcsInfo =
-        n.acs === undefined ? { state: 'absent' } : n.acs === 'unknown' ? { state: 'unknown', reason: 'test' } : { state: 'present', capOffset: 0x100, cap: 0x5f, ctrl: n.acs };
+        n.acs === undefined
+          ? { state: 'absent' }
+          : n.acs === 'unknown'
+            ? { state: 'unknown', reason: 'test' }
+            : { state: 'present', capOffset: 0x100, cap: 0x5f, ctrl: n.acs };
       const sec = bridge ? ++nextBus : null;
       fns.push({
         name,
@@ -63,5 +89,13 @@ export function tinyMachine(hosts: TinyNode[][], cpu: CpuInfo | null = QEMU64): 
     nextBus = i * 0x40;
     place(nodes, i * 0x40, { kind: 'host', hostBridge: hbs[i]!.name });
   });
-  return buildMachine({ name: 'tiny', source: { kind: 'builtin', path: 'test' }, cpu, cmdline: '', iommu: null, hostBridges: hbs, functions: fns });
+  return buildMachine({
+    name: 'tiny',
+    source: { kind: 'builtin', path: 'test' },
+    cpu,
+    cmdline: '',
+    iommu: null,
+    hostBridges: hbs,
+    functions: fns,
+  });
 }

@@ -11,12 +11,21 @@ import {
 } from './p2pdma.js';
 
 const RR_CR = 0x001d;
-const sw = (dsps: TinyNode[], acs?: number): TinyNode => ({ kind: 'usp', children: dsps.map((d) => ({ ...d, acs: d.acs ?? acs })) });
+const sw = (dsps: TinyNode[], acs?: number): TinyNode => ({
+  kind: 'usp',
+  children: dsps.map((d) => ({ ...d, acs: d.acs ?? acs })),
+});
 const dsp = (...kids: TinyNode[]): TinyNode => ({ kind: 'dsp', children: kids });
 const ep = (extra: Partial<TinyNode> = {}): TinyNode => ({ kind: 'ep', ...extra });
 
 describe('calcMapTypeAndDist', () => {
-  const m = tinyMachine([[{ kind: 'hb' }, { kind: 'rp', children: [sw([dsp(ep()), dsp(ep())])] }, { kind: 'rp', children: [ep()] }]]);
+  const m = tinyMachine([
+    [
+      { kind: 'hb' },
+      { kind: 'rp', children: [sw([dsp(ep()), dsp(ep())])] },
+      { kind: 'rp', children: [ep()] },
+    ],
+  ]);
   const [a, b] = m.functions.filter((f) => f.driver === 'nvme');
   const c = m.functions.filter((f) => f.driver === 'nvme')[2]!;
 
@@ -40,17 +49,44 @@ describe('calcMapTypeAndDist', () => {
     expect(pciP2pdmaDistanceMany(ctx, a!, [c], false)).toBe(-1);
   });
   it('a Zen CPU allows the host-bridge path silently', () => {
-    const z = tinyMachine([[{ kind: 'rp', children: [ep()] }, { kind: 'rp', children: [ep()] }]], AMD_ZEN);
+    const z = tinyMachine(
+      [
+        [
+          { kind: 'rp', children: [ep()] },
+          { kind: 'rp', children: [ep()] },
+        ],
+      ],
+      AMD_ZEN,
+    );
     const [x, y] = z.functions.filter((f) => f.driver === 'nvme');
     const log: string[] = [];
     const r = calcMapTypeAndDist(createP2pdmaContext(z, 'newest', { log: (l) => log.push(l) }), x!, y!, true);
     expect([r.mapType, r.dist, log]).toEqual(['thru-host-bridge', 4, []]);
   });
   it('a whitelisted Skylake host bridge allows the host-bridge path; an unlisted one warns only on ACS paths', () => {
-    const wl = tinyMachine([[{ kind: 'hb', id: [0x8086, 0x2020] }, { kind: 'rp', children: [ep()] }, { kind: 'rp', children: [ep()] }]], SKYLAKE);
+    const wl = tinyMachine(
+      [
+        [
+          { kind: 'hb', id: [0x8086, 0x2020] },
+          { kind: 'rp', children: [ep()] },
+          { kind: 'rp', children: [ep()] },
+        ],
+      ],
+      SKYLAKE,
+    );
     const [x, y] = wl.functions.filter((f) => f.driver === 'nvme');
-    expect(calcMapTypeAndDist(createP2pdmaContext(wl, '6.1'), x!, y!, false).mapType).toBe('thru-host-bridge');
-    const bad = tinyMachine([[{ kind: 'hb', id: [0x8086, 0x29c0] }, { kind: 'rp', acs: RR_CR, children: [ep(), ep({ fn: 1 })] }]], SKYLAKE);
+    expect(calcMapTypeAndDist(createP2pdmaContext(wl, '6.1'), x!, y!, false).mapType).toBe(
+      'thru-host-bridge',
+    );
+    const bad = tinyMachine(
+      [
+        [
+          { kind: 'hb', id: [0x8086, 0x29c0] },
+          { kind: 'rp', acs: RR_CR, children: [ep(), ep({ fn: 1 })] },
+        ],
+      ],
+      SKYLAKE,
+    );
     const [p, q] = bad.functions.filter((f) => f.driver === 'nvme');
     const log: string[] = [];
     const r = calcMapTypeAndDist(createP2pdmaContext(bad, '6.1', { log: (l) => log.push(l) }), p!, q!, true);
@@ -65,8 +101,15 @@ describe('calcMapTypeAndDist', () => {
   it('REQ_SAME_HOST_BRIDGE entries refuse traffic between two host bridges', () => {
     const two = tinyMachine(
       [
-        [{ kind: 'hb', id: [0x8086, 0x3c00] }, { kind: 'rp', children: [ep()] }, { kind: 'rp', children: [ep()] }],
-        [{ kind: 'hb', id: [0x8086, 0x3c00] }, { kind: 'rp', children: [ep()] }],
+        [
+          { kind: 'hb', id: [0x8086, 0x3c00] },
+          { kind: 'rp', children: [ep()] },
+          { kind: 'rp', children: [ep()] },
+        ],
+        [
+          { kind: 'hb', id: [0x8086, 0x3c00] },
+          { kind: 'rp', children: [ep()] },
+        ],
       ],
       SKYLAKE,
     );
@@ -76,10 +119,21 @@ describe('calcMapTypeAndDist', () => {
     expect(calcMapTypeAndDist(ctx, x!, z!, false).mapType).toBe('not-supported');
   });
   it('newest whitelists devices 6.1 does not', () => {
-    const dsa = tinyMachine([[{ kind: 'hb', id: [0x8086, 0x0b25] }, { kind: 'rp', children: [ep()] }, { kind: 'rp', children: [ep()] }]], SKYLAKE);
+    const dsa = tinyMachine(
+      [
+        [
+          { kind: 'hb', id: [0x8086, 0x0b25] },
+          { kind: 'rp', children: [ep()] },
+          { kind: 'rp', children: [ep()] },
+        ],
+      ],
+      SKYLAKE,
+    );
     const [x, y] = dsa.functions.filter((f) => f.driver === 'nvme');
     expect(calcMapTypeAndDist(createP2pdmaContext(dsa, '6.1'), x!, y!, false).mapType).toBe('not-supported');
-    expect(calcMapTypeAndDist(createP2pdmaContext(dsa, 'newest'), x!, y!, false).mapType).toBe('thru-host-bridge');
+    expect(calcMapTypeAndDist(createP2pdmaContext(dsa, 'newest'), x!, y!, false).mapType).toBe(
+      'thru-host-bridge',
+    );
   });
   it('stores every result in the provider cache keyed (domain<<16)|(bus<<8)|devfn', () => {
     const ctx = createP2pdmaContext(m, '6.1');
@@ -94,7 +148,9 @@ describe('calcMapTypeAndDist', () => {
   it('a long ACS list is cut at 127 characters as the kernel seq_buf does', () => {
     let node: TinyNode = ep();
     for (let i = 0; i < 11; i++) node = { kind: 'dsp', acs: RR_CR, children: [node] };
-    const deep = tinyMachine([[{ kind: 'hb' }, { kind: 'rp', children: [{ kind: 'usp', children: [node, dsp(ep())] }] }]]);
+    const deep = tinyMachine([
+      [{ kind: 'hb' }, { kind: 'rp', children: [{ kind: 'usp', children: [node, dsp(ep())] }] }],
+    ]);
     const eps = deep.functions.filter((f) => f.driver === 'nvme');
     const log: string[] = [];
     calcMapTypeAndDist(createP2pdmaContext(deep, '6.1', { log: (l) => log.push(l) }), eps[0]!, eps[1]!, true);
@@ -126,7 +182,10 @@ describe('profiles and CPUs', () => {
 const treeArb: fc.Arbitrary<TinyNode[]> = fc.letrec<{ node: TinyNode; nodes: TinyNode[] }>((tie) => ({
   node: fc.oneof(
     { depthSize: 'small', withCrossShrink: true },
-    fc.record({ kind: fc.constant('ep' as const), acs: fc.option(fc.constantFrom(0, RR_CR), { nil: undefined }) }),
+    fc.record({
+      kind: fc.constant('ep' as const),
+      acs: fc.option(fc.constantFrom(0, RR_CR), { nil: undefined }),
+    }),
     fc.record({
       kind: fc.constantFrom('dsp' as const, 'usp' as const),
       acs: fc.option(fc.constantFrom(0, RR_CR, 'unknown' as const), { nil: undefined }),
@@ -145,8 +204,15 @@ describe('fast matrix', () => {
         fc.constantFrom('6.1' as const, 'newest' as const),
         fc.constantFrom('assume-off' as const, 'assume-on' as const),
         (hosts, zen, version, policy) => {
-          const roots = hosts.map((h, i) => (i === 0 ? [{ kind: 'hb' as const, id: [0x8086, 0x2020] as [number, number] }, ...h] : h));
-          const m = tinyMachine(roots.map((r) => r.map((n) => (n.kind === 'hb' || n.kind === 'ep' ? n : { ...n, kind: 'rp' as const }))), zen ? AMD_ZEN : SKYLAKE);
+          const roots = hosts.map((h, i) =>
+            i === 0 ? [{ kind: 'hb' as const, id: [0x8086, 0x2020] as [number, number] }, ...h] : h,
+          );
+          const m = tinyMachine(
+            roots.map((r) =>
+              r.map((n) => (n.kind === 'hb' || n.kind === 'ep' ? n : { ...n, kind: 'rp' as const })),
+            ),
+            zen ? AMD_ZEN : SKYLAKE,
+          );
           const cc = capturingContext(m, version, policy);
           const it = pairIterator(cc);
           for (const p of m.functions) {
