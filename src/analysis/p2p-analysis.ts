@@ -1,11 +1,18 @@
-// The P2P answer for a whole machine: every ordered pair of endpoints, the findings that explain the
-// pairs that do not go peer to peer, and what evidence was missing.
+// The P2P answer for a whole machine: every ordered pair of endpoints (held as a compact matrix, with
+// per-pair results and kernel warnings produced on demand), the findings that explain the pairs that
+// do not go peer to peer, and what evidence was missing.
 
 import type { Machine, PciFunction } from '../hw/pci.js';
 import type { AcsUnknownPolicy } from '../kernel/pci/p2pdma.js';
 import type { KernelVersion } from '../kernel/profile.js';
 import { type Finding, p2pFindings } from './p2p-findings.js';
-import { endpointsOf, mapCodeName, pairFromTables, prepareP2pTables } from './p2p-matrix.js';
+import {
+  computeP2pMatrix,
+  endpointsOf,
+  MAP_BUS_ADDR,
+  type P2pMatrix,
+  prepareP2pTables,
+} from './p2p-matrix.js';
 import { type CapturingContext, capturingContext, type PairResult, pairIterator } from './p2p-pairs.js';
 
 export interface P2pAnalysisOptions {
@@ -16,11 +23,11 @@ export interface P2pAnalysisOptions {
 }
 
 export interface Evidence {
-  /** Functions whose ACS state was consulted but unknown. */
+  /** Functions whose ACS state is unknown. */
   readonly acsUnknown: readonly string[];
   /** Functions whose PCIe port type had to be inferred from the tree. */
   readonly portTypeInferred: readonly string[];
-  /** Pairs whose verdict changes if unknown ACS states are in fact redirecting. */
+  /** Pairs whose verdict changes if unknown ACS states are in fact the opposite of what was assumed. */
   readonly pairsDependingOnAcs: number;
 }
 
@@ -28,7 +35,11 @@ export interface P2pAnalysis {
   readonly machine: Machine;
   readonly version: KernelVersion;
   readonly endpoints: readonly PciFunction[];
-  readonly pairs: readonly PairResult[];
+  readonly matrix: P2pMatrix;
+  /** The result for endpoints[i] -> endpoints[j], with the kernel's warning lines. */
+  pair(i: number, j: number): PairResult;
+  /** Every ordered pair, row by row (lazily). */
+  pairs(): Iterable<PairResult>;
   readonly findings: readonly Finding[];
   readonly evidence: Evidence;
   readonly cc: CapturingContext;
@@ -36,45 +47,49 @@ export interface P2pAnalysis {
 
 /** Analyse every ordered pair of (filtered) endpoints. */
 export function analyzeP2p(machine: Machine, opts: P2pAnalysisOptions): P2pAnalysis {
-  const acsUnknown = new Set<string>();
+  const policy = opts.acsUnknown ?? 'assume-off';
   const portInferred = new Set<string>();
-  const cc = capturingContext(machine, opts.version, opts.acsUnknown ?? 'assume-off');
-  const note = (f: PciFunction, what: 'acs' | 'port-type'): void => {
-    (what === 'acs' ? acsUnknown : portInferred).add(f.name);
+  const base = capturingContext(machine, opts.version, policy);
+  const ctx = {
+    ...base.ctx,
+    onUnknown: (f: PciFunction, what: 'acs' | 'port-type') =>
+      what === 'port-type' && portInferred.add(f.name),
   };
-  const ctx = { ...cc.ctx, onUnknown: note };
-  const cc2: CapturingContext = { ctx, capture: cc.capture };
+  const cc: CapturingContext = { ctx, capture: base.capture };
   const endpoints = endpointsOf(machine).filter((f) => !opts.filter || opts.filter(f));
-  const it = pairIterator(cc2);
-  const pairs: PairResult[] = [];
-  for (const p of endpoints) for (const c of endpoints) pairs.push(it.pair(p, c));
-  const findings = p2pFindings(cc2, pairs);
+  const it = pairIterator(cc);
+  const matrix = computeP2pMatrix(it.tables, endpoints);
+  const n = endpoints.length;
+  const pair = (i: number, j: number): PairResult => it.pair(endpoints[i]!, endpoints[j]!);
+  function* pairs(): Generator<PairResult> {
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) yield pair(i, j);
+  }
+  // Findings need the walk only where the kernel does not go peer to peer.
+  function* notBus(): Generator<PairResult> {
+    for (let k = 0; k < n * n; k++)
+      if (matrix.mapCode[k] !== MAP_BUS_ADDR) yield pair(Math.floor(k / n), k % n);
+  }
+  const findings = p2pFindings(cc, notBus());
+  const acsUnknown = machine.functions.filter((f) => f.acs.state === 'unknown').map((f) => f.name);
   let depending = 0;
-  if (acsUnknown.size > 0) {
-    // Re-run with the opposite assumption and count the pairs whose verdict moves.
+  if (acsUnknown.length > 0) {
     const other = capturingContext(
       machine,
       opts.version,
-      (opts.acsUnknown ?? 'assume-off') === 'assume-off' ? 'assume-on' : 'assume-off',
+      policy === 'assume-off' ? 'assume-on' : 'assume-off',
     );
-    const t2 = prepareP2pTables(other.ctx);
-    const out = new Int32Array(1);
-    for (const r of pairs) {
-      const code = pairFromTables(t2, r.provider.index, r.client.index, out);
-      if (mapCodeName(code) !== r.mapType) depending++;
-    }
+    const m2 = computeP2pMatrix(prepareP2pTables(other.ctx), endpoints);
+    for (let k = 0; k < n * n; k++) if (m2.mapCode[k] !== matrix.mapCode[k]) depending++;
   }
   return {
     machine,
     version: opts.version,
     endpoints,
+    matrix,
+    pair,
     pairs,
     findings,
-    evidence: {
-      acsUnknown: [...acsUnknown].sort(),
-      portTypeInferred: [...portInferred].sort(),
-      pairsDependingOnAcs: depending,
-    },
-    cc: cc2,
+    evidence: { acsUnknown, portTypeInferred: [...portInferred].sort(), pairsDependingOnAcs: depending },
+    cc,
   };
 }

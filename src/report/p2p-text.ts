@@ -5,6 +5,7 @@
 import pc from 'picocolors';
 import { aliases, deviceKind } from '../analysis/device-class.js';
 import type { P2pAnalysis } from '../analysis/p2p-analysis.js';
+import { MAP_BUS_ADDR, MAP_NOT_SUPPORTED, MAP_THRU_HOST_BRIDGE } from '../analysis/p2p-matrix.js';
 import type { PairResult } from '../analysis/p2p-pairs.js';
 import type { HostBridge, Machine, PciFunction } from '../hw/pci.js';
 import {
@@ -104,7 +105,7 @@ export function renderMatrix(
     const p = eps[i]!;
     let line = `${p.name.padEnd(14)}${al.get(p)!.padEnd(w)}`;
     for (let j = 0; j < n; j++) {
-      const r = a.pairs[i * n + j]!;
+      const r = a.pair(i, j);
       const t = (cls ? cls(p, r.client) : cell(r)).padStart(w);
       line +=
         r.mapType === 'bus-addr' ? c.green(t) : r.mapType === 'thru-host-bridge' ? c.yellow(t) : c.red(t);
@@ -161,11 +162,11 @@ export function renderP2pText(a: P2pAnalysis, opts: TextOptions): string {
   } else {
     out.push(`(${n} endpoints: too many to print; use --filter gpu,nvme,... or a BDF prefix, or --json)`);
   }
-  const counts = { 'bus-addr': 0, 'thru-host-bridge': 0, 'not-supported': 0 };
-  for (const r of a.pairs) if (r.provider !== r.client) counts[r.mapType]++;
+  const counts = [0, 0, 0, 0];
+  for (let k = 0; k < n * n; k++) if (k % (n + 1) !== 0) counts[a.matrix.mapCode[k]!]!++;
   out.push(
     '',
-    `pairs (self excluded): ${c.green(`${counts['bus-addr']} bus-addr`)}, ${c.yellow(`${counts['thru-host-bridge']} thru-host-bridge`)}, ${c.red(`${counts['not-supported']} not-supported`)}`,
+    `pairs (self excluded): ${c.green(`${counts[MAP_BUS_ADDR]} bus-addr`)}, ${c.yellow(`${counts[MAP_THRU_HOST_BRIDGE]} thru-host-bridge`)}, ${c.red(`${counts[MAP_NOT_SUPPORTED]} not-supported`)}`,
   );
   out.push('', c.bold(`Findings (${a.findings.length})`));
   if (a.findings.length === 0) out.push('every pair goes peer to peer below a common bridge.');

@@ -1,0 +1,42 @@
+// One booted kernel: the machine it runs on, its profile, virtual time, its log, and the state of each
+// subsystem. Every kernel-model entry point takes the Kernel (or a subsystem state hung off it), never
+// globals, so several kernels (6.1 and newest, or two seeds) can run side by side in one process.
+//
+// Subsystems add their state as fields here, initialised by their own `xxxInit(kernel)` function;
+// shared code reads a subsystem's state only through that subsystem's API.
+
+import type { Machine } from '../hw/pci.js';
+import { Engine } from '../sim/engine.js';
+import { createP2pdmaContext, type P2pdmaContext } from './pci/p2pdma.js';
+import { createKernelLog, type KernelLog, type LogLine } from './printk.js';
+import type { KernelVersion } from './profile.js';
+
+export interface KernelOptions {
+  readonly version: KernelVersion;
+  /** Seed of the one PRNG everything draws from (printed first by runs). */
+  readonly seed?: number | undefined;
+  /** Share an engine (virtual clock) with the hardware simulation; a new one otherwise. */
+  readonly engine?: Engine | undefined;
+  /** Number of CPUs (per-CPU caches, swiotlb areas); default 2. */
+  readonly nrCpus?: number | undefined;
+  /** Echo each log line as it is printed (for --verbose runs). */
+  readonly echo?: ((l: LogLine) => void) | undefined;
+}
+
+export interface Kernel {
+  readonly machine: Machine;
+  readonly version: KernelVersion;
+  readonly engine: Engine;
+  readonly nrCpus: number;
+  readonly log: KernelLog;
+  /** P2PDMA: providers' state and the map-type decision (drivers/pci/p2pdma.c). */
+  readonly p2p: P2pdmaContext;
+}
+
+/** Boot a kernel model on a machine. */
+export function bootKernel(machine: Machine, opts: KernelOptions): Kernel {
+  const engine = opts.engine ?? new Engine(opts.seed ?? 1);
+  const log = createKernelLog(() => engine.nowNs, opts.echo);
+  const p2p = createP2pdmaContext(machine, opts.version, { log: (l) => log.printk('warn', l) });
+  return { machine, version: opts.version, engine, nrCpus: opts.nrCpus ?? 2, log, p2p };
+}
