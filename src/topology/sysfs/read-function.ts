@@ -1,0 +1,199 @@
+// Read one PCI function's sysfs directory (sys/devices/pci0000:00/.../0000:03:00.0) into a FunctionSpec:
+// the attributes drivers/pci/pci-sysfs.c creates (config, vendor, device, class, revision,
+// subsystem_*, resource, numa_node, *_link_*, secondary/subordinate_bus_number) and the driver,
+// iommu_group and physfn links (drivers/base/dd.c driver_sysfs_add(), drivers/iommu/iommu.c
+// iommu_group_add_device(), drivers/pci/iov.c pci_iov_sysfs_link()).
+//
+// Optional links are read, not followed: their targets (sys/bus/pci/drivers/nvme, ...) are usually
+// not in a snapshot, and only the name at the end matters. A target that would leave the snapshot is
+// not trusted: the link is recorded as absent, with a note.
+
+import type { FunctionSpec, ParentRef } from '../../hw/machine-builder.js';
+import type { PcieLink, Unknown } from '../../hw/pci.js';
+import { ConfigError, type DecodedConfig, decodeConfig } from '../../hw/pci-config.js';
+import { TopologyError } from '../errors.js';
+import {
+  parseDecAttr,
+  parseHexAttr,
+  parseLinkSpeed,
+  parseLinkWidth,
+  parseNumaNode,
+  parseResource,
+} from './pci-attrs.js';
+import { baseName, type SysfsSource, splitPath } from './source.js';
+
+/** How much of a function's config space the snapshot showed. */
+export type ConfigSeen = 'absent' | 'unpriv' | 'std' | 'full';
+
+export interface FunctionRead {
+  readonly spec: FunctionSpec;
+  readonly configSeen: ConfigSeen;
+  /** Things this function's directory did not show or got wrong, as sentences. */
+  readonly notes: readonly string[];
+}
+
+const unknown = (reason: string): Unknown => ({ state: 'unknown', reason });
+
+/** Whether a relative link target, taken from the directory `dir`, stays inside the snapshot root. */
+export function linkStaysInside(dir: string, target: string): boolean {
+  if (target.startsWith('/')) return true;
+  let depth = splitPath(dir).length;
+  for (const c of splitPath(target)) {
+    depth += c === '..' ? -1 : 1;
+    if (depth < 0) return false;
+  }
+  return true;
+}
+
+/** Read an optional link's last component; null (with a note) when absent or untrustworthy. */
+function optionalLink(src: SysfsSource, dir: string, name: string, notes: string[]): string | null {
+  const target = src.readLink(`${dir}/${name}`);
+  if (target === null) return null;
+  if (!linkStaysInside(dir, target)) {
+    notes.push(`the ${name} link of ${dir} points outside the snapshot (${target}); it is ignored`);
+    return null;
+  }
+  const b = baseName(target);
+  return b === '' ? null : b;
+}
+
+/** Text of an optional attribute; an unreadable one counts as absent (with a note). */
+function optText(src: SysfsSource, path: string, notes: string[]): string | null {
+  try {
+    return src.readText(path);
+  } catch (e) {
+    if (!(e instanceof TopologyError)) throw e;
+    notes.push(e.message);
+    return null;
+  }
+}
+
+/** The header type a function without readable config must have, from its class (PCI-PCI, CardBus). */
+function headerTypeFromClass(classCode: number, hasBusNumbers: boolean): number {
+  const cls = classCode >> 8;
+  if (cls === 0x0607) return 2;
+  if (cls === 0x0604 || cls === 0x0609 || hasBusNumbers) return 1;
+  return 0;
+}
+
+/** Read and decode `config`; null when the file is absent. */
+function readConfig(src: SysfsSource, dir: string): { raw: Uint8Array; dec: DecodedConfig } | null {
+  const path = `${dir}/config`;
+  const raw = src.readFile(path);
+  if (raw === null) return null;
+  try {
+    return { raw, dec: decodeConfig(raw) };
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    throw new TopologyError(
+      path,
+      `${src.label}: ${path} is not a usable config space: ${e.message}; the snapshot is damaged: re-capture it`,
+      { cause: e },
+    );
+  }
+}
+
+/** The identity fields from the text attributes, for a function whose config is absent. */
+function fromTextAttrs(src: SysfsSource, dir: string, name: string, attrs: Attrs): DecodedConfig {
+  const vendor = parseHexAttr(src.readText(`${dir}/vendor`));
+  const device = parseHexAttr(src.readText(`${dir}/device`));
+  const classCode = parseHexAttr(src.readText(`${dir}/class`));
+  if (vendor === null || device === null || classCode === null) {
+    throw new TopologyError(
+      `${dir}/config`,
+      `${src.label}: ${name} has neither a config file nor readable vendor, device and class files in ${dir}; the snapshot is incomplete: re-capture it`,
+    );
+  }
+  const why = `${dir}/config is not in the snapshot: capabilities are unknown`;
+  return {
+    vendor,
+    device,
+    classCode,
+    revision: attrs.revision ?? 0,
+    headerType: headerTypeFromClass(classCode, attrs.secondaryBus !== null),
+    multifunction: false,
+    subsystemVendor: attrs.subsystemVendor,
+    subsystemDevice: attrs.subsystemDevice,
+    secondaryBus: attrs.secondaryBus,
+    subordinateBus: attrs.subordinateBus,
+    portType: unknown(why),
+    link: null,
+    acs: unknown(why),
+    sriov: unknown(why),
+  };
+}
+
+interface Attrs {
+  readonly revision: number | null;
+  readonly subsystemVendor: number | null;
+  readonly subsystemDevice: number | null;
+  readonly secondaryBus: number | null;
+  readonly subordinateBus: number | null;
+  readonly link: PcieLink | null;
+}
+
+function readAttrs(src: SysfsSource, dir: string, notes: string[]): Attrs {
+  const t = (n: string): string | null => optText(src, `${dir}/${n}`, notes);
+  const link: PcieLink = {
+    speedGts: parseLinkSpeed(t('current_link_speed')),
+    width: parseLinkWidth(t('current_link_width')),
+    maxSpeedGts: parseLinkSpeed(t('max_link_speed')),
+    maxWidth: parseLinkWidth(t('max_link_width')),
+  };
+  const anyLink = Object.values(link).some((v) => v !== null);
+  return {
+    revision: parseHexAttr(t('revision')),
+    subsystemVendor: parseHexAttr(t('subsystem_vendor')),
+    subsystemDevice: parseHexAttr(t('subsystem_device')),
+    secondaryBus: parseDecAttr(t('secondary_bus_number')),
+    subordinateBus: parseDecAttr(t('subordinate_bus_number')),
+    link: anyLink ? link : null,
+  };
+}
+
+const seenOf = (n: number): ConfigSeen => (n <= 64 ? 'unpriv' : n <= 256 ? 'std' : 'full');
+
+/**
+ * Read the function `name` whose physical directory is `dir`.
+ * @param known every function name in the snapshot, to check the physfn link against.
+ * @throws TopologyError for a damaged config file or a function with no identity at all.
+ */
+export function readFunction(
+  src: SysfsSource,
+  name: string,
+  dir: string,
+  parent: ParentRef,
+  known: ReadonlySet<string>,
+): FunctionRead {
+  const notes: string[] = [];
+  const attrs = readAttrs(src, dir, notes);
+  const cfg = readConfig(src, dir);
+  const d = cfg?.dec ?? fromTextAttrs(src, dir, name, attrs);
+  const resText = optText(src, `${dir}/resource`, notes);
+  const bars = resText === null ? [] : parseResource(resText);
+  if (bars === null) notes.push(`${dir}/resource is malformed; the BARs of ${name} are unknown`);
+  const group = optionalLink(src, dir, 'iommu_group', notes);
+  const physfn = optionalLink(src, dir, 'physfn', notes);
+  if (physfn !== null && !known.has(physfn)) {
+    notes.push(`the physfn link of ${name} names ${physfn}, which is not in the snapshot; it is ignored`);
+  }
+  const spec: FunctionSpec = {
+    ...d,
+    name,
+    parent,
+    physfn: physfn !== null && known.has(physfn) ? physfn : undefined,
+    // The config space is the truth where it was readable; sysfs text files fill what it did not show.
+    revision: cfg ? d.revision : (attrs.revision ?? null),
+    subsystemVendor: d.subsystemVendor ?? attrs.subsystemVendor,
+    subsystemDevice: d.subsystemDevice ?? attrs.subsystemDevice,
+    secondaryBus: d.secondaryBus ?? attrs.secondaryBus,
+    subordinateBus: d.subordinateBus ?? attrs.subordinateBus,
+    link: d.link ?? attrs.link,
+    bars: bars ?? [],
+    config: cfg?.raw ?? null,
+    numaNode: parseNumaNode(optText(src, `${dir}/numa_node`, notes)),
+    iommuGroup: group !== null && /^\d+$/.test(group) ? Number(group) : null,
+    driver: optionalLink(src, dir, 'driver', notes),
+  };
+  return { spec, configSeen: cfg ? seenOf(cfg.raw.length) : 'absent', notes };
+}
