@@ -19,9 +19,8 @@ import {
 } from './phyr.js';
 
 // Pgmap regions by pfn: RAM below 100, pgmap 0 for [100, 150), pgmap 1 for [150, 200), RAM above.
-const regionOfPfn = (pfn: bigint): number =>
-  pfn >= 100n && pfn < 150n ? 0 : pfn >= 150n && pfn < 200n ? 1 : -1;
-const pgmapOf: PgmapOf = (p) => regionOfPfn(p >> 12n);
+const regionOfPfn = (pfn: number): number => (pfn >= 100 && pfn < 150 ? 0 : pfn >= 150 && pfn < 200 ? 1 : -1);
+const pgmapOf: PgmapOf = (p) => regionOfPfn(Number(p >> 12n));
 
 const P = PAGE_SIZE_N;
 function unwrap<T>(res: KResult<T>): T {
@@ -33,7 +32,7 @@ const arr = (l: PhyrList) => phyrCursorToArray(l.cursor()).map((x) => [x.phys, x
 
 /** A page-structured buffer: pfns in order, data starting `head` into the first page, `total` bytes. */
 interface PageBuf {
-  pfns: bigint[];
+  pfns: number[];
   head: number;
   total: bigint;
 }
@@ -51,8 +50,8 @@ const pageBufArb: fc.Arbitrary<PageBuf> = fc
     tailCut: fc.integer({ min: 0, max: 4095 }),
   })
   .map(({ start, steps, head, tailCut }) => {
-    const pfns = [BigInt(start)];
-    for (const s of steps) pfns.push(BigInt(Math.max(0, Number(pfns[pfns.length - 1]!) + s)));
+    const pfns = [start];
+    for (const s of steps) pfns.push(Math.max(0, pfns[pfns.length - 1]! + s));
     const full = BigInt(pfns.length) * P - BigInt(head);
     // Cut at most what keeps the last page non-empty.
     const maxCut = pfns.length === 1 ? full - 1n : P - 1n;
@@ -67,7 +66,7 @@ function pageRanges(b: PageBuf): PhysRange[] {
   b.pfns.forEach((pfn, i) => {
     const off = i === 0 ? BigInt(b.head) : 0n;
     const len = minBig(P - off, left);
-    if (len > 0n) out.push(r(pfn * P + off, len));
+    if (len > 0n) out.push(r(BigInt(pfn) * P + off, len));
     left -= len;
   });
   return out;
@@ -116,7 +115,7 @@ describe('phyr layouts: hand cases', () => {
   });
 
   it('pages8 sets the break bit at a pgmap change and its cursor honours it', () => {
-    const l = phyrPages8FromPfns([98n, 99n, 100n, 101n], 0x10, bytes(4n * P - 0x10n - 0x20n), pgmapOf);
+    const l = phyrPages8FromPfns([98, 99, 100, 101], 0x10, bytes(4n * P - 0x10n - 0x20n), pgmapOf);
     const p8 = unwrap(l) as PhyrPages8;
     expect(p8.wordAt(2) & PHYR_PAGE_BREAK).toBe(1n);
     expect(p8.wordAt(1) & PHYR_PAGE_BREAK).toBe(0n);
@@ -127,12 +126,12 @@ describe('phyr layouts: hand cases', () => {
   });
 
   it('pages8 rejects a length that does not end in the last page', () => {
-    const tooLong = phyrPages8FromPfns([1n, 2n], 0, bytes(2n * P + 1n), NO_PGMAP);
+    const tooLong = phyrPages8FromPfns([1, 2], 0, bytes(2n * P + 1n), NO_PGMAP);
     expect(tooLong.ok).toBe(false);
     if (!tooLong.ok) expect(tooLong.errno).toBe('EINVAL');
-    const tooShort = phyrPages8FromPfns([1n, 2n], 0, bytes(P), NO_PGMAP);
+    const tooShort = phyrPages8FromPfns([1, 2], 0, bytes(P), NO_PGMAP);
     expect(tooShort.ok).toBe(false);
-    expect(phyrPages8FromPfns([1n], 4096, bytes(1), NO_PGMAP).ok).toBe(false);
+    expect(phyrPages8FromPfns([1], 4096, bytes(1), NO_PGMAP).ok).toBe(false);
   });
 
   it('pages8 from ranges refuses holes inside a page', () => {
@@ -152,7 +151,7 @@ describe('phyr layouts: hand cases', () => {
   });
 
   it('cursors throw when advanced past the end', () => {
-    for (const l of buildAll({ pfns: [5n], head: 0, total: 10n })) {
+    for (const l of buildAll({ pfns: [5], head: 0, total: 10n })) {
       const c = l.cursor();
       c.advance();
       expect(c.done).toBe(true);
@@ -161,7 +160,7 @@ describe('phyr layouts: hand cases', () => {
   });
 
   it('slices keep the layout and the bytes', () => {
-    const b: PageBuf = { pfns: [10n, 11n, 40n, 41n, 42n], head: 0x100, total: 5n * P - 0x100n - 0x300n };
+    const b: PageBuf = { pfns: [10, 11, 40, 41, 42], head: 0x100, total: 5n * P - 0x100n - 0x300n };
     for (const l of buildAll(b)) {
       const s = l.slice(bytes(0x1000n), bytes(0x2000n));
       expect(s.layout).toBe(l.layout);
@@ -203,8 +202,9 @@ describe('phyr layouts: properties', () => {
         const input = raw.map(({ pfn, off, len }) => {
           const start = BigInt(pfn) * P + BigInt(off);
           let end = start + BigInt(len);
-          for (let p = BigInt(pfn) + 1n; p * P < end; p++)
-            if (regionOfPfn(p) !== regionOfPfn(BigInt(pfn))) end = p * P;
+          for (let p = pfn + 1; BigInt(p) * P < end; p++) {
+            if (regionOfPfn(p) !== regionOfPfn(pfn)) end = BigInt(p) * P;
+          }
           return r(start, end - start);
         });
         const l = phyrRanges16Build(input, pgmapOf);
@@ -283,7 +283,7 @@ describe('phyr memory accounting', () => {
   it('pages8 holds 1 M pages in <= 8.5 bytes per entry; ranges16 in 16', () => {
     const N = 1 << 20;
     const pfns = function* () {
-      for (let i = 0; i < N; i++) yield BigInt(i * 2); // every other page: no merging
+      for (let i = 0; i < N; i++) yield i * 2; // every other page: no merging
     };
     const p8 = phyrPages8FromPfns(pfns(), 0, bytes(BigInt(N) * P), NO_PGMAP);
     expect(p8.ok).toBe(true);

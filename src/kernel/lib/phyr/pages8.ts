@@ -47,10 +47,10 @@ export class PhyrPages8Builder {
   }
 
   /** Append page `pfn`; with a pgmap lookup, a pgmap change sets the break bit. */
-  pushPfn(pfn: bigint): void {
+  pushPfn(pfn: number): void {
     let brk = false;
     if (this.pgmapOf !== null) {
-      const pg = this.pgmapOf(physAddr(pfn << SHIFT));
+      const pg = this.pgmapOf(physAddr(BigInt(pfn) << SHIFT));
       brk = this.words.length > 0 && pg !== this.lastPgmap;
       this.lastPgmap = pg;
     }
@@ -58,10 +58,9 @@ export class PhyrPages8Builder {
   }
 
   /** Append page `pfn`, starting a new run when `brk` is set. */
-  pushPage(pfn: bigint, brk: boolean): void {
-    if (pfn < 0n || pfn >> (64n - SHIFT) !== 0n)
-      throw new RangeError(`pfn ${pfn} does not fit a pages8 word`);
-    this.words.push((pfn << SHIFT) | (brk ? PHYR_PAGE_BREAK : 0n));
+  pushPage(pfn: number, brk: boolean): void {
+    if (!Number.isSafeInteger(pfn) || pfn < 0) throw new RangeError(`pfn ${pfn} does not fit a pages8 word`);
+    this.words.push((BigInt(pfn) << SHIFT) | (brk ? PHYR_PAGE_BREAK : 0n));
   }
 
   /**
@@ -87,7 +86,7 @@ export class PhyrPages8Builder {
  * @returns ok; EINVAL when headOffset is outside the first page or totalLen does not end in the last page.
  */
 export function phyrPages8FromPfns(
-  pfns: Iterable<bigint>,
+  pfns: Iterable<number>,
   headOffset: number,
   totalLen: Bytes,
   pgmapOf: PgmapOf,
@@ -116,8 +115,9 @@ export function phyrPages8FromRanges(ranges: Iterable<PhysRange>, pgmapOf: Pgmap
     if (i > 0 && (p & FLAGS_MASK) !== 0n) return err('EINVAL', `run ${i} starts inside a page`);
     if (i < n - 1 && (end & FLAGS_MASK) !== 0n) return err('EINVAL', `run ${i} ends inside a page`);
     // Runs are maximal, so a run that starts contiguous with the previous one is a pgmap change.
-    for (let pfn = p >> SHIFT; pfn <= (end - 1n) >> SHIFT; pfn++)
-      b.pushPage(pfn, i > 0 && pfn === p >> SHIFT);
+    const firstPfn = Number(p >> SHIFT);
+    const lastPfn = Number((end - 1n) >> SHIFT);
+    for (let pfn = firstPfn; pfn <= lastPfn; pfn++) b.pushPage(pfn, i > 0 && pfn === firstPfn);
   }
   return b.finish(runs.totalLen());
 }
