@@ -135,6 +135,11 @@ describe('readNcclXml rejects bad input with a TopologyError naming the file', (
       '<topology version="2.0"><object type="Machine"/></topology>',
       /root element is <topology>, not <system>/,
     ],
+    [
+      'XML that is neither hwloc nor NCCL',
+      '<svg xmlns="http://www.w3.org/2000/svg"/>',
+      /root element is <svg>, not <system>/,
+    ],
     ['no cpu', sys(''), /holds no <cpu>/],
     [
       'a garbled busid',
