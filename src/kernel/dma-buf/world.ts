@@ -1,0 +1,94 @@
+// One simulated kernel instance as dma-buf sees it: the kernel profile, the engine that gives virtual time
+// and runs tasks, the fence context counter, the stub fence, the reservation ww class and a sink for the
+// kernel's WARN/lockdep reports.
+//
+// The kernel keeps these as globals (dma_fence_context_counter and dma_fence_stub in
+// drivers/dma-buf/dma-fence.c, reservation_ww_class in drivers/dma-buf/dma-resv.c); the model keeps one
+// `DmaBufWorld` per simulated machine so that tests and runs stay independent.
+
+import { Engine } from '../../sim/engine.js';
+import type { DmaFence } from './dma-fence.js';
+import { type KThread, kthreadCreate } from './sched.js';
+import type { WwClass } from './ww-mutex.js';
+
+/** Which kernel the world behaves like: Linux 6.1 (the oracle kernel) or mainline as of 2026. */
+export type DmaBufProfile = '6.1' | 'newest';
+
+/** One WARN / WARN_ON / DEBUG_LOCKS_WARN_ON / lockdep report: the function and the kernel's text. */
+export interface KernelWarning {
+  readonly func: string;
+  readonly message: string;
+}
+
+export interface DmaBufWorld {
+  readonly profile: DmaBufProfile;
+  readonly engine: Engine;
+  /** Every kernel warning, in the order they fired; tests assert on it. */
+  readonly warnings: KernelWarning[];
+  /** Next value handed out by dma_fence_context_alloc(); the kernel's counter starts at 1. */
+  nextFenceContext: bigint;
+  /** Serial number for fences (model-only, for reports and debugging). */
+  nextFenceId: number;
+  /** The shared signaled stub fence (dma_fence_get_stub()), created on first use. */
+  stub: DmaFence | null;
+  /** `reservation_ww_class`: a wait-die class (DEFINE_WD_CLASS). */
+  readonly reservationWwClass: WwClass;
+  /** CONFIG_DEBUG_MUTEXES: dma_resv_unlock() shrinks max_fences to num_fences (dma_resv_reset_max_fences). */
+  readonly debugMutexes: boolean;
+  /** The context that runs when no task does (test bodies, engine events such as irq_work). */
+  readonly mainThread: KThread;
+  /** The thread whose code runs right now (`current`); set by the kthread wrapper in sched.ts. */
+  current: KThread;
+}
+
+export interface DmaBufWorldOptions {
+  readonly profile?: DmaBufProfile;
+  readonly engine?: Engine;
+  /** Seed for a new engine when none is given. */
+  readonly seed?: number;
+  readonly debugMutexes?: boolean;
+}
+
+/** Create a world: profile 'newest' unless told, a fresh engine unless one is given. */
+export function createDmaBufWorld(opts: DmaBufWorldOptions = {}): DmaBufWorld {
+  const engine = opts.engine ?? new Engine(opts.seed ?? 1);
+  const partial = {
+    profile: opts.profile ?? 'newest',
+    engine,
+    warnings: [],
+    nextFenceContext: 1n,
+    nextFenceId: 1,
+    stub: null,
+    reservationWwClass: { name: 'reservation_ww_class', isWaitDie: true, stamp: 0 },
+    debugMutexes: opts.debugMutexes ?? true,
+  };
+  const world = partial as unknown as DmaBufWorld & { mainThread: KThread; current: KThread };
+  world.mainThread = kthreadCreate(world, 'main');
+  world.current = world.mainThread;
+  return world;
+}
+
+/** Record a kernel warning (the model reports WARN-level rules, it never throws for them). */
+export function warn(world: DmaBufWorld, func: string, message: string): void {
+  world.warnings.push({ func, message });
+}
+
+/** WARN_ON(cond): record `WARN_ON(<text>)` when cond holds; returns cond like the kernel macro. */
+export function warnOn(world: DmaBufWorld, cond: boolean, func: string, text: string): boolean {
+  if (cond) warn(world, func, `WARN_ON(${text})`);
+  return cond;
+}
+
+/** DEBUG_LOCKS_WARN_ON(cond): the locking debug check, reported with the kernel's prefix. */
+export function debugLocksWarnOn(world: DmaBufWorld, cond: boolean, func: string, text: string): boolean {
+  if (cond) warn(world, func, `DEBUG_LOCKS_WARN_ON(${text})`);
+  return cond;
+}
+
+/**
+ * irq_work_queue(): run `fn` from the engine after the events already queued for this instant, the way
+ * the kernel runs irq work shortly after the interrupt that queued it (fence arrays and chains use it).
+ */
+export function irqWorkQueue(world: DmaBufWorld, fn: () => void): void {
+  world.engine.schedule(0, fn);
+}
