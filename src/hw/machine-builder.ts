@@ -9,6 +9,7 @@ import { bdfKey, formatBdf, parseBdf } from './bdf.js';
 import type {
   AcsInfo,
   CpuInfo,
+  DeviceHints,
   HostBridge,
   Machine,
   MachineSourceKind,
@@ -50,6 +51,7 @@ export interface FunctionSpec {
   readonly iommuGroup?: number | null | undefined;
   readonly driver?: string | null | undefined;
   readonly osNames?: readonly string[] | undefined;
+  readonly hints?: DeviceHints | undefined;
 }
 
 export interface HostBridgeSpec {
@@ -128,6 +130,7 @@ export function buildMachine(spec: MachineSpec): Machine {
       iommuGroup: s.iommuGroup ?? null,
       driver: s.driver ?? null,
       osNames: s.osNames ?? [],
+      ...(s.hints ? { hints: s.hints } : {}),
       index: 0,
     });
   }

@@ -71,6 +71,21 @@ export interface SriovInfo {
   readonly vfDevice: number;
 }
 
+/** A BAR a device uses for a purpose later models need (NVMe CMB, GPU memory aperture). */
+export interface BarHint {
+  /** BAR number the memory is exposed through. */
+  readonly bar: number;
+  readonly size: Bytes;
+}
+
+/** Device facts a machine file designs that config space does not show. */
+export interface DeviceHints {
+  /** NVMe Controller Memory Buffer (a candidate P2PDMA provider). */
+  readonly cmb?: BarHint | undefined;
+  /** GPU or accelerator memory reachable through a BAR (VRAM aperture). */
+  readonly vram?: BarHint | undefined;
+}
+
 export interface PciFunction {
   /** Canonical name, `pci_name()`: "0000:03:00.0". */
   readonly name: string;
@@ -110,6 +125,8 @@ export interface PciFunction {
   readonly driver: string | null;
   /** Names the OS gave it, e.g. nvme0, mlx5_0, cuda0 (from hwloc/NCCL/udev); for reports only. */
   readonly osNames: readonly string[];
+  /** What a machine file says about a device beyond its config space (absent from other sources). */
+  readonly hints?: DeviceHints | undefined;
   /** Dense index in `Machine.functions`, assigned by the machine builder. */
   index: number;
 }
