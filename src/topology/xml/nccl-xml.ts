@@ -256,6 +256,7 @@ function readPci(ctx: Ctx, p: XmlElement, parent: ParentRef, numa: number | null
  * 143 is family 0xf + ext 8 = 23 (Zen 2). Extended family is only used when the base family is 0xf,
  * so a value of 16 or more whose low nibble is not 0xf was written by hand as the plain family (AWS's
  * p5 file says 25 for Genoa).
+ * @returns the `cpu family` of /proc/cpuinfo.
  */
 export function ncclCpuFamily(familyid: number): number {
   return familyid >= 0x10 && (familyid & 0xf) === 0xf ? 0xf + (familyid >> 4) : familyid;

@@ -48,26 +48,38 @@ export function parseXmlDocument(
 /** Self-closing elements without attributes parse as ''; treat them as empty elements. */
 const asElement = (v: unknown): XmlElement => (typeof v === 'object' && v !== null ? (v as XmlElement) : {});
 
-/** The value of attribute `name`, or undefined when absent. */
+/**
+ * The value of attribute `name` of an element.
+ * @returns the string, or undefined when the attribute is absent.
+ */
 export function attr(el: XmlElement, name: string): string | undefined {
   const v = el[`@_${name}`];
   return typeof v === 'string' ? v : undefined;
 }
 
-/** Child elements with tag `tag`, in document order. */
+/**
+ * Child elements with tag `tag`.
+ * @returns them in document order; empty when there are none.
+ */
 export function children(el: XmlElement, tag: string): readonly XmlElement[] {
   const v = el[tag];
   return Array.isArray(v) ? v.map(asElement) : [];
 }
 
-/** Parse "0x10de" or "10de" as hex; null when absent or malformed. */
+/**
+ * Parse "0x10de" or "10de" as hex.
+ * @returns the number, or null when absent or malformed.
+ */
 export function parseHex(s: string | undefined): number | null {
   if (s === undefined) return null;
   const m = /^\s*(?:0x)?([0-9a-f]+)\s*$/i.exec(s);
   return m ? Number.parseInt(m[1]!, 16) : null;
 }
 
-/** Parse a decimal integer such as "-1" or "25"; null when absent or malformed. */
+/**
+ * Parse a decimal integer such as "-1" or "25".
+ * @returns the number, or null when absent or malformed.
+ */
 export function parseDec(s: string | undefined): number | null {
   if (s === undefined) return null;
   const m = /^\s*(-?[0-9]+)\s*$/.exec(s);
@@ -91,7 +103,10 @@ export function detectXmlKind(text: string): XmlKind | null {
   return null;
 }
 
-/** The unknown value every XML reader records for config-space facts (port type, ACS, SR-IOV). */
+/**
+ * The unknown value the XML readers record for config-space facts (port type, ACS, SR-IOV).
+ * @returns `{ state: 'unknown', reason: '<format> has no config space' }`.
+ */
 export const noConfigSpace = (format: string): { readonly state: 'unknown'; readonly reason: string } => ({
   state: 'unknown',
   reason: `${format} has no config space`,
