@@ -104,7 +104,9 @@ function configNotes(reads: readonly FunctionRead[]): string[] {
   const count = (s: ConfigSeen): number => reads.filter((r) => r.configSeen === s).length;
   const fn = (n: number): string => (n === 1 ? '1 function has' : `${n} functions have`);
   const notes: string[] = [];
-  const unpriv = count('unpriv');
+  // A 64-byte config still shows the capability-list bit: without it the function is conventional
+  // PCI and decodeConfig knows it has no ACS, so only the others are unknown.
+  const unpriv = reads.filter((r) => r.configSeen === 'unpriv' && r.spec.acs.state === 'unknown').length;
   if (unpriv > 0) {
     notes.push(`${fn(unpriv)} 64-byte config (read without root): ACS and PCIe port types are unknown`);
   }
