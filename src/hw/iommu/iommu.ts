@@ -14,7 +14,7 @@
 // Faults are values: recorded in the log (bounded, like a hardware event queue that overflows) and
 // returned; nothing is thrown for a device's bad DMA.
 
-import { type Bytes, type DmaAddr, dmaAddr, type PhysAddr, physAddr } from '../addr.js';
+import { type Bytes, bytes, type DmaAddr, dmaAddr, type PhysAddr, physAddr } from '../addr.js';
 import { IOTLB_MAX_DOMAIN_ID, Iotlb, type IotlbConfig, type IotlbEntry } from './iotlb.js';
 import { IoPageTable, type PgtableMapResult, type PgtableUnmapResult, type PteProt } from './page-table.js';
 
@@ -70,10 +70,7 @@ interface HwDomain {
   readonly pgtable: IoPageTable | null;
 }
 
-interface Walked {
-  entry: IotlbEntry | null;
-  fault: IommuFaultReason | null;
-}
+type Cost = { -readonly [K in keyof TranslateCost]: TranslateCost[K] };
 
 export class IommuUnit {
   readonly name: string;
@@ -225,11 +222,10 @@ export class IommuUnit {
     const lens: number[] = [];
     let cur = start;
     while (cur < end) {
-      const w = this.lookupOrWalk(d, cur, cost);
-      const e = w.entry;
-      const reason = w.fault ?? (e && !(access === 'read' ? e.read : e.write) ? 'permission' : null);
-      if (reason || !e) {
-        return this.fault(requester, dmaAddr(cur), access, reason ?? 'not-present', d.id, cost);
+      const e = this.lookupOrWalk(d, cur, cost);
+      if (typeof e === 'string') return this.fault(requester, dmaAddr(cur), access, e, d.id, cost);
+      if (!(access === 'read' ? e.read : e.write)) {
+        return this.fault(requester, dmaAddr(cur), access, 'permission', d.id, cost);
       }
       const chunk = Math.min(end - cur, e.iovaBase + 2 ** e.pageShift - cur);
       const phys = e.physBase + (cur - e.iovaBase);
@@ -241,30 +237,27 @@ export class IommuUnit {
       }
       cur += chunk;
     }
-    const ranges = physStarts.map((p, i) => ({ phys: physAddr(p), len: BigInt(lens[i]!) as Bytes }));
+    const ranges = physStarts.map((p, i) => ({ phys: physAddr(p), len: bytes(lens[i]!) }));
     return { ok: true, ranges, ...cost };
   }
 
-  private lookupOrWalk(
-    d: HwDomain,
-    va: number,
-    cost: { iotlbHits: number; iotlbMisses: number; staleHits: number; walkLevels: number },
-  ): Walked {
-    if (va >= 2 ** this.ias) return { entry: null, fault: 'not-present' };
+  /** The IOTLB entry for `va`, filled by a walk on a miss, or why there is none. */
+  private lookupOrWalk(d: HwDomain, va: number, cost: Cost): IotlbEntry | IommuFaultReason {
+    if (va >= 2 ** this.ias) return 'not-present';
     const staleBefore = this.iotlb.stats.staleHits;
     const hit = this.iotlb.lookup(d.id, va);
     if (hit) {
       cost.iotlbHits++;
       cost.staleHits += this.iotlb.stats.staleHits - staleBefore;
-      return { entry: hit, fault: null };
+      return hit;
     }
     cost.iotlbMisses++;
     const w = d.pgtable!.walk(va);
     this.stats.walks++;
     this.stats.walkLevels += w.levelsTouched;
     cost.walkLevels += w.levelsTouched;
-    if (!w.present) return { entry: null, fault: 'not-present' };
-    const entry = this.iotlb.fill({
+    if (!w.present) return 'not-present';
+    return this.iotlb.fill({
       domainId: d.id,
       pageShift: w.pageShift,
       iovaBase: w.iovaBase,
@@ -272,7 +265,6 @@ export class IommuUnit {
       read: w.read,
       write: w.write,
     });
-    return { entry, fault: null };
   }
 
   private fault(

@@ -48,6 +48,7 @@ export const IOTLB_PAGE_SHIFTS = [12, 21, 30] as const;
 /** Domain ids must fit the key (15 bits here; hardware tags are 16 bits, ASID/VMID/DID). */
 export const IOTLB_MAX_DOMAIN_ID = 0x7fff;
 
+const PAGE_SIZES = IOTLB_PAGE_SHIFTS.map((s) => 2 ** s);
 const KEY_DOMAIN = 2 ** 38;
 const KEY_SIZE = 2 ** 36;
 const TWO32 = 0x100000000;
@@ -69,6 +70,8 @@ export class Iotlb {
     entriesInvalidated: 0,
   };
   private readonly sets: Map<number, IotlbEntry>[];
+  /** Entries cached per domain, so range operations on a domain with none cost nothing. */
+  private readonly perDomain = new Map<number, number>();
 
   constructor(cfg: IotlbConfig) {
     const ways = cfg.ways ?? cfg.entries;
@@ -90,8 +93,9 @@ export class Iotlb {
 
   /** Find the entry covering `iova` for `domainId`; counts a hit (and a stale hit) or a miss. */
   lookup(domainId: number, iova: number): IotlbEntry | null {
-    for (const shift of IOTLB_PAGE_SHIFTS) {
-      const page = Math.floor(iova / 2 ** shift);
+    for (let s = 0; s < PAGE_SIZES.length; s++) {
+      const shift = IOTLB_PAGE_SHIFTS[s]!;
+      const page = Math.floor(iova / PAGE_SIZES[s]!);
       const key = this.key(domainId, shift, page);
       const set = this.setFor(domainId, shift, page);
       const e = set.get(key);
@@ -113,12 +117,27 @@ export class Iotlb {
     const page = Math.floor(e.iovaBase / 2 ** e.pageShift);
     const key = this.key(e.domainId, e.pageShift, page);
     const set = this.setFor(e.domainId, e.pageShift, page);
-    const entry: IotlbEntry = { ...e, stale: false };
-    set.delete(key);
-    if (set.size >= this.ways) {
-      const oldest = set.keys().next().value as number;
-      set.delete(oldest);
-      this.stats.evictions++;
+    const entry: IotlbEntry = {
+      domainId: e.domainId,
+      pageShift: e.pageShift,
+      iovaBase: e.iovaBase,
+      physBase: e.physBase,
+      read: e.read,
+      write: e.write,
+      stale: false,
+    };
+    const prev = set.get(key);
+    if (prev) {
+      set.delete(key);
+    } else {
+      if (set.size >= this.ways) {
+        // Map iteration order is insertion order: the first key is the least recently used.
+        const oldKey = set.keys().next().value!;
+        this.dropCount(set.get(oldKey)!.domainId);
+        set.delete(oldKey);
+        this.stats.evictions++;
+      }
+      this.perDomain.set(e.domainId, (this.perDomain.get(e.domainId) ?? 0) + 1);
     }
     set.set(key, entry);
     this.stats.fills++;
@@ -127,21 +146,12 @@ export class Iotlb {
 
   /** Mark cached translations of `domainId` overlapping [iova, iova+size) stale; returns how many. */
   markStale(domainId: number, iova: number, size: number): number {
-    let n = 0;
-    this.forEachInRange(domainId, iova, size, (_set, _key, e) => {
-      if (!e.stale) n++;
-      e.stale = true;
-    });
-    return n;
+    return this.rangeOp(domainId, iova, size, false);
   }
 
   /** Invalidate entries of `domainId` overlapping [iova, iova+size) (a range TLBI). */
   invalidateRange(domainId: number, iova: number, size: number): number {
-    let n = 0;
-    this.forEachInRange(domainId, iova, size, (set, key) => {
-      set.delete(key);
-      n++;
-    });
+    const n = this.rangeOp(domainId, iova, size, true);
     this.stats.rangeInvalidations++;
     this.stats.entriesInvalidated += n;
     return n;
@@ -158,6 +168,7 @@ export class Iotlb {
         }
       }
     }
+    this.perDomain.delete(domainId);
     this.stats.domainInvalidations++;
     this.stats.entriesInvalidated += n;
     return n;
@@ -167,42 +178,62 @@ export class Iotlb {
   invalidateAll(): number {
     const n = this.size;
     for (const set of this.sets) set.clear();
+    this.perDomain.clear();
     this.stats.globalInvalidations++;
     this.stats.entriesInvalidated += n;
     return n;
   }
 
-  /** Visit entries of `domainId` overlapping the range: probe each page key, or scan when cheaper. */
-  private forEachInRange(
-    domainId: number,
-    iova: number,
-    size: number,
-    fn: (set: Map<number, IotlbEntry>, key: number, e: IotlbEntry) => void,
-  ): void {
-    if (size <= 0) return;
+  /**
+   * Mark stale (or invalidate) the entries of `domainId` overlapping the range: probe each page key
+   * of each size, or scan everything when that is fewer lookups.
+   */
+  private rangeOp(domainId: number, iova: number, size: number, invalidate: boolean): number {
+    if (size <= 0 || !this.perDomain.get(domainId)) return 0;
     const last = iova + size - 1;
     let probes = 0;
-    for (const shift of IOTLB_PAGE_SHIFTS) {
-      probes += Math.floor(last / 2 ** shift) - Math.floor(iova / 2 ** shift) + 1;
-    }
+    for (const ps of PAGE_SIZES) probes += Math.floor(last / ps) - Math.floor(iova / ps) + 1;
+    let n = 0;
     if (probes > this.entries) {
       for (const set of this.sets) {
         for (const [key, e] of set) {
           const end = e.iovaBase + 2 ** e.pageShift - 1;
-          if (e.domainId === domainId && e.iovaBase <= last && end >= iova) fn(set, key, e);
+          if (e.domainId === domainId && e.iovaBase <= last && end >= iova)
+            n += this.touch(set, key, e, invalidate);
         }
       }
-      return;
+      return n;
     }
-    for (const shift of IOTLB_PAGE_SHIFTS) {
-      const lastPage = Math.floor(last / 2 ** shift);
-      for (let page = Math.floor(iova / 2 ** shift); page <= lastPage; page++) {
+    for (let s = 0; s < PAGE_SIZES.length; s++) {
+      const ps = PAGE_SIZES[s]!;
+      const shift = IOTLB_PAGE_SHIFTS[s]!;
+      const lastPage = Math.floor(last / ps);
+      for (let page = Math.floor(iova / ps); page <= lastPage; page++) {
         const key = this.key(domainId, shift, page);
         const set = this.setFor(domainId, shift, page);
         const e = set.get(key);
-        if (e) fn(set, key, e);
+        if (e) n += this.touch(set, key, e, invalidate);
       }
     }
+    return n;
+  }
+
+  /** Invalidate or mark one entry; returns 1 if it changed. */
+  private touch(set: Map<number, IotlbEntry>, key: number, e: IotlbEntry, invalidate: boolean): number {
+    if (invalidate) {
+      set.delete(key);
+      this.dropCount(e.domainId);
+      return 1;
+    }
+    if (e.stale) return 0;
+    e.stale = true;
+    return 1;
+  }
+
+  private dropCount(domainId: number): void {
+    const c = this.perDomain.get(domainId)! - 1;
+    if (c > 0) this.perDomain.set(domainId, c);
+    else this.perDomain.delete(domainId);
   }
 
   private key(domainId: number, shift: number, page: number): number {

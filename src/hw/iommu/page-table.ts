@@ -128,6 +128,8 @@ export class IoPageTable {
   readonly ias: number;
   readonly oas: number;
   readonly pgsizeBitmap = PT_PGSIZE_BITMAP;
+  private readonly iasLimit: bigint;
+  private readonly oasLimit: bigint;
   private readonly tables: (Uint32Array | null)[] = [];
   private readonly freeIds: number[] = [];
   private readonly onFlushWalk: ((iova: number, size: number) => void) | undefined;
@@ -139,6 +141,8 @@ export class IoPageTable {
     this.ias = cfg.ias ?? 48;
     this.oas = cfg.oas ?? 48;
     if (this.ias > 48 || this.oas > 48) throw new RangeError('io page table: ias/oas above 48 bits');
+    this.iasLimit = 1n << BigInt(this.ias);
+    this.oasLimit = 1n << BigInt(this.oas);
     this.onFlushWalk = cfg.onFlushWalk;
     // The top-level table exists from allocation on, like the pgd.
     this.allocTable();
@@ -153,7 +157,7 @@ export class IoPageTable {
   mapPages(iova: bigint, paddr: bigint, pgsize: bigint, pgcount: number, prot: PteProt): PgtableMapResult {
     const target = levelForPgsize(pgsize);
     if (target < 0) return mapErr('EINVAL', `unsupported page size 0x${pgsize.toString(16)}`);
-    if (iova >> BigInt(this.ias) !== 0n || paddr >> BigInt(this.oas) !== 0n || iova < 0n || paddr < 0n) {
+    if (iova < 0n || iova >= this.iasLimit || paddr < 0n || paddr >= this.oasLimit) {
       return mapErr('ERANGE', 'iova or paddr beyond the address size');
     }
     if (!prot.read && !prot.write) return mapErr('EINVAL', null);
@@ -224,7 +228,7 @@ export class IoPageTable {
   unmapPages(iova: bigint, pgsize: bigint, pgcount: number): PgtableUnmapResult {
     const target = levelForPgsize(pgsize);
     if (target < 0 || pgcount <= 0) return unmapNone('unmap_pages: bad page size or count');
-    if (iova < 0n || iova >> BigInt(this.ias) !== 0n) return unmapNone('unmap_pages: iova out of range');
+    if (iova < 0n || iova >= this.iasLimit) return unmapNone('unmap_pages: iova out of range');
     const va = Number(iova);
     let t = 0;
     for (let lvl = 0; lvl < target; lvl++) {
@@ -288,7 +292,7 @@ export class IoPageTable {
    * @returns the physical address, or 0 when nothing is mapped (the kernel's convention).
    */
   iovaToPhys(iova: bigint): bigint {
-    if (iova < 0n || iova >> BigInt(this.ias) !== 0n) return 0n;
+    if (iova < 0n || iova >= this.iasLimit) return 0n;
     const w = this.walk(Number(iova));
     if (!w.present) return 0n;
     return BigInt(w.physBase) + (iova - BigInt(w.iovaBase));

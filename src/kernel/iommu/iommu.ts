@@ -129,7 +129,17 @@ export interface IommuSgEntry {
 /** `domain->type & __IOMMU_DOMAIN_PAGING`. */
 export const iommuDomainIsPaging = (type: IommuDomainType): boolean => type === 'dma' || type === 'dma-fq';
 
-const fls = (x: bigint): number => x.toString(2).length - 1;
+/** `__fls`: index of the highest set bit (x > 0). */
+function fls(x: bigint): number {
+  let n = 0;
+  let v = x;
+  while (v >= 0x1_0000_0000n) {
+    v >>= 32n;
+    n += 32;
+  }
+  return n + 31 - Math.clz32(Number(v));
+}
+/** `__ffs`: index of the lowest set bit (x > 0). */
 const ffs = (x: bigint): number => fls(x & -x);
 const genmask = (h: number): bigint => (1n << BigInt(h + 1)) - 1n;
 
