@@ -35,7 +35,8 @@ export function dmaFenceGetStub(world: DmaBufWorld): DmaFence {
  */
 export function dmaFenceAllocatePrivateStub(world: DmaBufWorld, timestampNs = world.engine.nowNs): DmaFence {
   const f = dmaFenceInit(world, dmaFenceStubOps, 0n, 0n);
-  if (world.profile !== '6.1') f.flags |= 1 << DMA_FENCE_FLAG_ENABLE_SIGNAL_BIT;
-  dmaFenceSignalTimestamp(f, world.profile === '6.1' ? world.engine.nowNs : timestampNs);
+  const fixed = world.facts.privateStubTimestamp;
+  if (fixed) f.flags |= 1 << DMA_FENCE_FLAG_ENABLE_SIGNAL_BIT;
+  dmaFenceSignalTimestamp(f, fixed ? timestampNs : world.engine.nowNs);
   return f;
 }

@@ -101,7 +101,9 @@ export function dmaFenceUnwrapMerge(world: DmaBufWorld, ...fences: DmaFence[]): 
   }
   const count = dmaFenceDedupArray(pending);
   if (count === 0) {
-    return world.profile === '6.1' ? dmaFenceGetStub(world) : dmaFenceAllocatePrivateStub(world, timestampNs);
+    return world.facts.mergeReturnsPrivateStub
+      ? dmaFenceAllocatePrivateStub(world, timestampNs)
+      : dmaFenceGetStub(world);
   }
   if (count === 1) return pending[0]!;
   return dmaFenceArrayCreate(world, pending, dmaFenceContextAlloc(world, 1), 1n, false);

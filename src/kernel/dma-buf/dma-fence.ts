@@ -194,7 +194,7 @@ function signalCore(f: DmaFence, timestampNs: number): boolean {
     cb.func?.(f, cb);
   }
   // Newest kernels detach the ops once signaled unless the fence still needs them (release, wait).
-  if (f.world.profile === 'newest' && f.ops && !f.ops.release && !f.ops.wait) f.ops = null;
+  if (f.world.facts.detachOpsOnSignal && f.ops && !f.ops.release && !f.ops.wait) f.ops = null;
   return true;
 }
 
@@ -202,7 +202,7 @@ function signalCore(f: DmaFence, timestampNs: number): boolean {
 export type DmaFenceSignalResult = KResult<undefined> | undefined;
 
 function signalResult(world: DmaBufWorld, signaled: boolean): DmaFenceSignalResult {
-  if (world.profile === 'newest') return undefined;
+  if (!world.facts.signalReturnsInt) return undefined;
   return signaled ? ok(undefined) : err('EINVAL', 'fence was already signaled');
 }
 
@@ -360,14 +360,14 @@ export function dmaFenceLater(f1: DmaFence, f2: DmaFence): DmaFence | null {
 
 /** dma_fence_driver_name(): newest kernels answer "detached-driver" once the fence has signaled. */
 export function dmaFenceDriverName(f: DmaFence): string {
-  if (f.world.profile === 'newest' && dmaFenceTestSignaledFlag(f)) return 'detached-driver';
+  if (f.world.facts.placeholderNamesWhenSignaled && dmaFenceTestSignaledFlag(f)) return 'detached-driver';
   if (!f.ops) throw new Error(`fence #${f.id}: ops detached`);
   return f.ops.get_driver_name(f);
 }
 
 /** dma_fence_timeline_name(): newest kernels answer "signaled-timeline" once the fence has signaled. */
 export function dmaFenceTimelineName(f: DmaFence): string {
-  if (f.world.profile === 'newest' && dmaFenceTestSignaledFlag(f)) return 'signaled-timeline';
+  if (f.world.facts.placeholderNamesWhenSignaled && dmaFenceTestSignaledFlag(f)) return 'signaled-timeline';
   if (!f.ops) throw new Error(`fence #${f.id}: ops detached`);
   return f.ops.get_timeline_name(f);
 }

@@ -7,12 +7,47 @@
 // `DmaBufWorld` per simulated machine so that tests and runs stay independent.
 
 import { Engine } from '../../sim/engine.js';
+import { DEFAULT_KERNEL, type KernelVersion } from '../profile.js';
 import type { DmaFence } from './dma-fence.js';
 import { type KThread, kthreadCreate } from './sched.js';
 import type { WwClass } from './ww-mutex.js';
 
 /** Which kernel the world behaves like: Linux 6.1 (the oracle kernel) or mainline as of 2026. */
-export type DmaBufProfile = '6.1' | 'newest';
+export type DmaBufProfile = KernelVersion;
+
+/**
+ * What differs between the kernels for dma-buf. Model code reads these facts; it never asks which
+ * kernel it runs on.
+ */
+export interface DmaBufFacts {
+  /** dma_fence_signal() returns int, -EINVAL when already signaled (6.1); void in 7.0. */
+  readonly signalReturnsInt: boolean;
+  /** Signaling drops `fence->ops` when they have neither release nor wait ("detach fence ops on signal", 7.0). */
+  readonly detachOpsOnSignal: boolean;
+  /** dma_fence_driver_name()/timeline_name() answer "detached-driver"/"signaled-timeline" once signaled. */
+  readonly placeholderNamesWhenSignaled: boolean;
+  /** dma_fence_allocate_private_stub() takes a timestamp and sets ENABLE_SIGNAL on the new fence (6.3/6.5). */
+  readonly privateStubTimestamp: boolean;
+  /** dma_fence_unwrap_merge() of only signaled fences returns a private stub with their latest timestamp. */
+  readonly mergeReturnsPrivateStub: boolean;
+}
+
+export const DMA_BUF_FACTS: Readonly<Record<KernelVersion, DmaBufFacts>> = {
+  '6.1': {
+    signalReturnsInt: true,
+    detachOpsOnSignal: false,
+    placeholderNamesWhenSignaled: false,
+    privateStubTimestamp: false,
+    mergeReturnsPrivateStub: false,
+  },
+  newest: {
+    signalReturnsInt: false,
+    detachOpsOnSignal: true,
+    placeholderNamesWhenSignaled: true,
+    privateStubTimestamp: true,
+    mergeReturnsPrivateStub: true,
+  },
+};
 
 /** One WARN / WARN_ON / DEBUG_LOCKS_WARN_ON / lockdep report: the function and the kernel's text. */
 export interface KernelWarning {
@@ -22,6 +57,8 @@ export interface KernelWarning {
 
 export interface DmaBufWorld {
   readonly profile: DmaBufProfile;
+  /** The profile's facts (DMA_BUF_FACTS[profile]). */
+  readonly facts: DmaBufFacts;
   readonly engine: Engine;
   /** Every kernel warning, in the order they fired; tests assert on it. */
   readonly warnings: KernelWarning[];
@@ -49,11 +86,13 @@ export interface DmaBufWorldOptions {
   readonly debugMutexes?: boolean;
 }
 
-/** Create a world: profile 'newest' unless told, a fresh engine unless one is given. */
+/** Create a world: the default kernel ('newest') unless told, a fresh engine unless one is given. */
 export function createDmaBufWorld(opts: DmaBufWorldOptions = {}): DmaBufWorld {
   const engine = opts.engine ?? new Engine(opts.seed ?? 1);
+  const profile = opts.profile ?? DEFAULT_KERNEL;
   const partial = {
-    profile: opts.profile ?? 'newest',
+    profile,
+    facts: DMA_BUF_FACTS[profile],
     engine,
     warnings: [],
     nextFenceContext: 1n,
