@@ -115,6 +115,26 @@ describe('alloc_iova: placement', () => {
   });
 });
 
+describe('allocation failures of the kernel allocators (fault seams)', () => {
+  it('ENOMEM when alloc_iova_mem, the reserve node or the rcache magazines cannot be allocated', () => {
+    let fail = false;
+    const d = initIovaDomain(G4K, 1, { allocFails: () => fail });
+    fail = true;
+    const r = iovaDomainInitRcaches(d, 1);
+    expect(r.ok ? 'ok' : r.errno).toBe('ENOMEM');
+    const a = allocIova(d, 1, LIMIT32, true);
+    expect(a.ok ? 'ok' : a.errno).toBe('ENOMEM');
+    const v = reserveIova(d, 10, 20);
+    expect(v.ok ? 'ok' : v.errno).toBe('ENOMEM');
+    fail = false;
+    expect(iovaDomainInitRcaches(d, 1).ok).toBe(true);
+    expect(() => allocIovaFast(initIovaDomain(G4K, 1), 1, LIMIT32, true, 0)).toThrow(
+      /before iova_domain_init_rcaches/,
+    );
+    expect(() => allocIovaFast(d, 1, LIMIT32, true, 5)).toThrow(/not online/);
+  });
+});
+
 describe('find_iova, free_iova, reserve_iova', () => {
   it('finds by any pfn inside a range and frees it', () => {
     const d = domain();

@@ -12,10 +12,7 @@ import {
   SG_DMA_SWIOTLB,
   SG_MAX_SINGLE_ALLOC,
   type SgOptions,
-  sgAllocAppendTableFromPages,
   sgAllocTable,
-  sgAllocTableFromPages,
-  sgAllocTableFromPagesSegment,
   sgDmaIsBusAddress,
   sgDmaIsSwiotlb,
   sgDmaMarkBusAddress,
@@ -26,6 +23,11 @@ import {
   sgPhys,
   UINT_MAX,
 } from './scatterlist.js';
+import {
+  sgAllocAppendTableFromPages,
+  sgAllocTableFromPages,
+  sgAllocTableFromPagesSegment,
+} from './scatterlist-pages.js';
 
 // tools/testing/scatterlist/main.c: pfn value k is page pointer (1 + k) * PAGE_SIZE, so pfn k + 1.
 const pfn = (...ks: number[]): number[] => ks.map((k) => k + 1);
