@@ -24,6 +24,19 @@ export function detectFormat(b: Uint8Array): ArchiveFormat {
   return 'unknown';
 }
 
+/**
+ * Output chunk size for gunzip: the uncompressed size the gzip trailer records (ISIZE, RFC 1952),
+ * so a snapshot of tens of MB inflates into one buffer instead of thousands of 16 KiB chunks that
+ * are then copied together. ISIZE is only a hint (modulo 2^32, last member only), so it is bounded:
+ * a damaged trailer costs at most one oversized buffer, never a wrong result.
+ */
+function gunzipChunkSize(b: Uint8Array): number {
+  const n = b.length;
+  const isize = n >= 18 ? (b[n - 4]! | (b[n - 3]! << 8) | (b[n - 2]! << 16) | (b[n - 1]! << 24)) >>> 0 : 0;
+  // Deflate cannot expand more than about 1032:1, so a larger ISIZE is a lie; never trust it past 256 MiB.
+  return Math.max(1 << 16, Math.min(isize + 1, n * 1032, 1 << 28));
+}
+
 /** Undo the compression, leaving tar bytes. */
 function decompress(b: Uint8Array, label: string): Uint8Array {
   const fmt = detectFormat(b);
@@ -38,7 +51,7 @@ function decompress(b: Uint8Array, label: string): Uint8Array {
       return b;
     case 'gzip':
       try {
-        return gunzipSync(b);
+        return gunzipSync(b, { chunkSize: gunzipChunkSize(b) });
       } catch (e) {
         throw damaged('gzip', e);
       }

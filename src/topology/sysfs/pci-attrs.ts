@@ -47,6 +47,9 @@ export function parseLinkWidth(text: string | null): number | null {
   return n === null || n <= 0 ? null : n;
 }
 
+/** How resource_show() prints an unused resource (most lines of every function). */
+const EMPTY_RESOURCE = '0x0000000000000000 0x0000000000000000 0x0000000000000000';
+
 /** The kind of a resource from its flags, or null when it is not an I/O or memory BAR. */
 function barKind(flags: number): BarKind | null {
   if (flags & IORESOURCE_IO) return 'io';
@@ -67,6 +70,7 @@ export function parseResource(text: string): PciBar[] | null {
   const lines = text.split('\n').filter((l) => l.trim() !== '');
   for (const [index, line] of lines.entries()) {
     if (index > PCI_ROM_RESOURCE) break;
+    if (line.startsWith(EMPTY_RESOURCE)) continue;
     const f = line.trim().split(/\s+/);
     if (f.length !== 3 || !f.every((x) => /^0x[0-9a-fA-F]+$/.test(x))) return null;
     const [start, end, flags] = f.map((x) => BigInt(x)) as [bigint, bigint, bigint];

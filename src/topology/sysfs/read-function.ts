@@ -93,29 +93,33 @@ function readConfig(src: SysfsSource, dir: string): { raw: Uint8Array; dec: Deco
   }
 }
 
+/** Reads one attribute of the function's directory as text (null when absent or unreadable). */
+type AttrReader = (name: string) => string | null;
+
 /** The identity fields from the text attributes, for a function whose config is absent. */
-function fromTextAttrs(src: SysfsSource, dir: string, name: string, attrs: Attrs): DecodedConfig {
-  const vendor = parseHexAttr(src.readText(`${dir}/vendor`));
-  const device = parseHexAttr(src.readText(`${dir}/device`));
-  const classCode = parseHexAttr(src.readText(`${dir}/class`));
+function fromTextAttrs(src: SysfsSource, dir: string, name: string, t: AttrReader): DecodedConfig {
+  const vendor = parseHexAttr(t('vendor'));
+  const device = parseHexAttr(t('device'));
+  const classCode = parseHexAttr(t('class'));
   if (vendor === null || device === null || classCode === null) {
     throw new TopologyError(
       `${dir}/config`,
       `${src.label}: ${name} has neither a config file nor readable vendor, device and class files in ${dir}; the snapshot is incomplete: re-capture it`,
     );
   }
+  const secondaryBus = parseDecAttr(t('secondary_bus_number'));
   const why = `${dir}/config is not in the snapshot: capabilities are unknown`;
   return {
     vendor,
     device,
     classCode,
-    revision: attrs.revision ?? 0,
-    headerType: headerTypeFromClass(classCode, attrs.secondaryBus !== null),
+    revision: parseHexAttr(t('revision')) ?? 0,
+    headerType: headerTypeFromClass(classCode, secondaryBus !== null),
     multifunction: false,
-    subsystemVendor: attrs.subsystemVendor,
-    subsystemDevice: attrs.subsystemDevice,
-    secondaryBus: attrs.secondaryBus,
-    subordinateBus: attrs.subordinateBus,
+    subsystemVendor: parseHexAttr(t('subsystem_vendor')),
+    subsystemDevice: parseHexAttr(t('subsystem_device')),
+    secondaryBus,
+    subordinateBus: parseDecAttr(t('subordinate_bus_number')),
     portType: unknown(why),
     link: null,
     acs: unknown(why),
@@ -123,32 +127,15 @@ function fromTextAttrs(src: SysfsSource, dir: string, name: string, attrs: Attrs
   };
 }
 
-interface Attrs {
-  readonly revision: number | null;
-  readonly subsystemVendor: number | null;
-  readonly subsystemDevice: number | null;
-  readonly secondaryBus: number | null;
-  readonly subordinateBus: number | null;
-  readonly link: PcieLink | null;
-}
-
-function readAttrs(src: SysfsSource, dir: string, notes: string[]): Attrs {
-  const t = (n: string): string | null => optText(src, `${dir}/${n}`, notes);
+/** The link attributes (pci-sysfs.c), for a function whose config does not show its PCIe capability. */
+function textLink(t: AttrReader): PcieLink | null {
   const link: PcieLink = {
     speedGts: parseLinkSpeed(t('current_link_speed')),
     width: parseLinkWidth(t('current_link_width')),
     maxSpeedGts: parseLinkSpeed(t('max_link_speed')),
     maxWidth: parseLinkWidth(t('max_link_width')),
   };
-  const anyLink = Object.values(link).some((v) => v !== null);
-  return {
-    revision: parseHexAttr(t('revision')),
-    subsystemVendor: parseHexAttr(t('subsystem_vendor')),
-    subsystemDevice: parseHexAttr(t('subsystem_device')),
-    secondaryBus: parseDecAttr(t('secondary_bus_number')),
-    subordinateBus: parseDecAttr(t('subordinate_bus_number')),
-    link: anyLink ? link : null,
-  };
+  return Object.values(link).some((v) => v !== null) ? link : null;
 }
 
 const seenOf = (n: number): ConfigSeen => (n <= 64 ? 'unpriv' : n <= 256 ? 'std' : 'full');
@@ -166,10 +153,11 @@ export function readFunction(
   known: ReadonlySet<string>,
 ): FunctionRead {
   const notes: string[] = [];
-  const attrs = readAttrs(src, dir, notes);
+  const t: AttrReader = (n) => optText(src, `${dir}/${n}`, notes);
   const cfg = readConfig(src, dir);
-  const d = cfg?.dec ?? fromTextAttrs(src, dir, name, attrs);
-  const resText = optText(src, `${dir}/resource`, notes);
+  const d = cfg?.dec ?? fromTextAttrs(src, dir, name, t);
+  const bridge = d.headerType === 1 || d.headerType === 2;
+  const resText = t('resource');
   const bars = resText === null ? [] : parseResource(resText);
   if (bars === null) notes.push(`${dir}/resource is malformed; the BARs of ${name} are unknown`);
   const group = optionalLink(src, dir, 'iommu_group', notes);
@@ -177,21 +165,22 @@ export function readFunction(
   if (physfn !== null && !known.has(physfn)) {
     notes.push(`the physfn link of ${name} names ${physfn}, which is not in the snapshot; it is ignored`);
   }
+  // The config space is the truth where it was readable; the sysfs text files fill only what it did
+  // not show (and are read only then: a large snapshot has tens of thousands of them).
   const spec: FunctionSpec = {
     ...d,
     name,
     parent,
     physfn: physfn !== null && known.has(physfn) ? physfn : undefined,
-    // The config space is the truth where it was readable; sysfs text files fill what it did not show.
-    revision: cfg ? d.revision : (attrs.revision ?? null),
-    subsystemVendor: d.subsystemVendor ?? attrs.subsystemVendor,
-    subsystemDevice: d.subsystemDevice ?? attrs.subsystemDevice,
-    secondaryBus: d.secondaryBus ?? attrs.secondaryBus,
-    subordinateBus: d.subordinateBus ?? attrs.subordinateBus,
-    link: d.link ?? attrs.link,
+    revision: cfg ? d.revision : parseHexAttr(t('revision')),
+    subsystemVendor: d.subsystemVendor ?? parseHexAttr(t('subsystem_vendor')),
+    subsystemDevice: d.subsystemDevice ?? parseHexAttr(t('subsystem_device')),
+    secondaryBus: bridge ? (d.secondaryBus ?? parseDecAttr(t('secondary_bus_number'))) : null,
+    subordinateBus: bridge ? (d.subordinateBus ?? parseDecAttr(t('subordinate_bus_number'))) : null,
+    link: d.link ?? textLink(t),
     bars: bars ?? [],
     config: cfg?.raw ?? null,
-    numaNode: parseNumaNode(optText(src, `${dir}/numa_node`, notes)),
+    numaNode: parseNumaNode(t('numa_node')),
     iommuGroup: group !== null && /^\d+$/.test(group) ? Number(group) : null,
     driver: optionalLink(src, dir, 'driver', notes),
   };

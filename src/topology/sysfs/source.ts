@@ -74,7 +74,12 @@ export type WalkResult<H> =
 export const MAXSYMLINKS = 40;
 
 /** Split a relative or absolute path into components, dropping empty ones and ".". */
-export const splitPath = (p: string): string[] => p.split('/').filter((c) => c !== '' && c !== '.');
+export function splitPath(p: string): string[] {
+  const parts = p.split('/');
+  // Most paths are already clean; filter only when needed (this runs for every file read).
+  for (const c of parts) if (c === '' || c === '.') return parts.filter((x) => x !== '' && x !== '.');
+  return parts;
+}
 
 /** Join components into a source path ("" is the root). */
 export const joinPath = (...parts: string[]): string => splitPath(parts.join('/')).join('/');
@@ -91,40 +96,44 @@ export const dirName = (p: string): string => splitPath(p).slice(0, -1).join('/'
  * place of the link, and more than MAXSYMLINKS links is a loop (ELOOP).
  */
 export function walkPath<H>(prims: WalkPrims<H>, path: string, followLast = true): WalkResult<H> {
-  // Components still to walk, last first; `from` is the link whose target supplied the component.
-  const todo: { c: string; from: string | null }[] = splitPath(path)
-    .reverse()
-    .map((c) => ({ c, from: null }));
+  // Components still to walk, last first; from[i] is the link whose target supplied todo[i].
+  const todo = splitPath(path).reverse();
+  const from: (string | null)[] = todo.map(() => null);
   const names: string[] = [];
   const handles: H[] = [prims.root];
   let links = 0;
   while (todo.length > 0) {
-    const { c, from } = todo.pop()!;
+    const c = todo.pop()!;
+    const link = from.pop()!;
     if (c === '..') {
-      if (names.length === 0) return { ok: false, why: 'escape', at: path, link: from };
+      if (names.length === 0) return { ok: false, why: 'escape', at: path, link };
       names.pop();
       handles.pop();
       continue;
     }
-    const dir = handles.at(-1)!;
-    if (prims.kind(dir) !== 'dir') return { ok: false, why: 'notdir', at: names.join('/'), link: from };
+    const dir = handles[handles.length - 1]!;
+    if (prims.kind(dir) !== 'dir') return { ok: false, why: 'notdir', at: names.join('/'), link };
     const h = prims.child(dir, c);
-    const phys = names.length === 0 ? c : `${names.join('/')}/${c}`;
-    if (h === null) return { ok: false, why: 'missing', at: phys, link: from };
+    names.push(c);
+    if (h === null) return { ok: false, why: 'missing', at: names.join('/'), link };
     if (prims.kind(h) === 'link' && (followLast || todo.length > 0)) {
+      const phys = names.join('/');
+      names.pop();
       if (++links > MAXSYMLINKS) return { ok: false, why: 'loop', at: phys, link: phys };
       const target = prims.readLink(h);
       if (target.startsWith('/')) {
         names.length = 0;
         handles.length = 1;
       }
-      for (const t of splitPath(target).reverse()) todo.push({ c: t, from: phys });
+      for (const t of splitPath(target).reverse()) {
+        todo.push(t);
+        from.push(phys);
+      }
       continue;
     }
-    names.push(c);
     handles.push(h);
   }
-  const handle = handles.at(-1)!;
+  const handle = handles[handles.length - 1]!;
   return { ok: true, path: names.join('/'), handle, kind: prims.kind(handle) };
 }
 
@@ -171,6 +180,30 @@ export const decodeText = (b: Uint8Array): string => utf8.decode(b);
 /** A walk that failed only because the path names nothing (no link to blame): plain absence. */
 const isAbsent = (r: WalkFailure): boolean => (r.why === 'missing' || r.why === 'notdir') && r.link === null;
 
+/**
+ * The fast path of a walk, for the common case of a path with no symlink and no `..` in it (the
+ * reader reads attributes of already-resolved device directories). Returns undefined when the path
+ * needs the full walk, null when it plainly names nothing.
+ */
+function walkPhysical<H>(
+  io: WalkPrims<H>,
+  path: string,
+  followLast = true,
+): { path: string; handle: H; kind: NodeKind } | null | undefined {
+  let h = io.root;
+  const parts = splitPath(path);
+  for (let i = 0; i < parts.length; i++) {
+    const c = parts[i]!;
+    if (c === '..') return undefined;
+    if (io.kind(h) !== 'dir') return null;
+    const n = io.child(h, c);
+    if (n === null) return null;
+    if (io.kind(n) === 'link' && (followLast || i < parts.length - 1)) return undefined;
+    h = n;
+  }
+  return { path: parts.join('/'), handle: h, kind: io.kind(h) };
+}
+
 /** What an implementation adds to the walk primitives: reading a file and listing a directory. */
 export interface SourceIo<H> extends WalkPrims<H> {
   /** Bytes of the regular file `h`; `phys` is its physical path, for messages. */
@@ -185,6 +218,8 @@ export interface SourceIo<H> extends WalkPrims<H> {
  */
 export function makeSource<H>(label: string, io: SourceIo<H>): SysfsSource {
   const resolve = (path: string): { path: string; handle: H; kind: NodeKind } | null => {
+    const fast = walkPhysical(io, path);
+    if (fast !== undefined) return fast;
     const r = walkPath(io, path);
     if (r.ok) return r;
     if (isAbsent(r)) return null;
@@ -206,6 +241,8 @@ export function makeSource<H>(label: string, io: SourceIo<H>): SysfsSource {
       return r && r.kind === 'dir' ? io.list(r.handle).sort() : null;
     },
     readLink: (path) => {
+      const fast = walkPhysical(io, path, false);
+      if (fast !== undefined) return fast?.kind === 'link' ? io.readLink(fast.handle) : null;
       const r = walkPath(io, path, false);
       if (!r.ok) {
         if (isAbsent(r)) return null;

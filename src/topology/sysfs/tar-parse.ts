@@ -6,7 +6,6 @@
 // Format reference: POSIX.1-2001 pax/ustar (IEEE 1003.1 "pax"), GNU tar's tar.h.
 
 import { TopologyError } from '../errors.js';
-import { decodeText } from './source.js';
 
 export type TarEntry =
   | { readonly type: 'file'; readonly path: string; readonly data: Uint8Array }
@@ -16,11 +15,11 @@ export type TarEntry =
 
 const BLOCK = 512;
 
-/** A NUL-terminated field as text. */
-function str(b: Uint8Array, off: number, len: number): string {
+/** A NUL-terminated field as text (UTF-8; tar names are ASCII in practice). */
+function str(b: Buffer, off: number, len: number): string {
   let end = off;
   while (end < off + len && b[end] !== 0) end++;
-  return decodeText(b.subarray(off, end));
+  return b.toString('utf8', off, end);
 }
 
 /** An octal (or GNU base-256) numeric field; null when it is not a number. */
@@ -31,9 +30,17 @@ function num(b: Uint8Array, off: number, len: number): number | null {
     for (let i = 1; i < len; i++) v = v * 256 + b[off + i]!;
     return v;
   }
-  const s = str(b, off, len).trim();
-  if (s === '') return 0;
-  return /^[0-7]+$/.test(s) ? Number.parseInt(s, 8) : null;
+  let v = 0;
+  let i = off;
+  const end = off + len;
+  while (i < end && (b[i] === 0x20 || b[i] === 0)) i++;
+  for (; i < end; i++) {
+    const c = b[i]!;
+    if (c === 0x20 || c === 0) break;
+    if (c < 0x30 || c > 0x37) return null;
+    v = v * 8 + (c - 0x30);
+  }
+  return v;
 }
 
 /** Whether the 512 bytes at `off` are a tar header with a valid checksum (POSIX: sum with chksum = spaces). */
@@ -41,8 +48,9 @@ export function isTarHeader(b: Uint8Array, off = 0): boolean {
   if (b.length < off + BLOCK) return false;
   const want = num(b, off + 148, 8);
   if (want === null) return false;
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : b[off + i]!;
+  let sum = 8 * 0x20;
+  for (let i = off; i < off + 148; i++) sum += b[i]!;
+  for (let i = off + 156; i < off + BLOCK; i++) sum += b[i]!;
   return sum === want && sum !== 8 * 0x20;
 }
 
@@ -52,9 +60,9 @@ const isZeroBlock = (b: Uint8Array, off: number): boolean => {
 };
 
 /** Parse pax records "LEN key=value\n" into a map. */
-function paxRecords(data: Uint8Array, label: string, at: number): Map<string, string> {
+function paxRecords(data: Buffer, label: string, at: number): Map<string, string> {
   const out = new Map<string, string>();
-  const text = decodeText(data);
+  const text = data.toString('utf8');
   let i = 0;
   while (i < text.length) {
     const sp = text.indexOf(' ', i);
@@ -76,6 +84,8 @@ function paxRecords(data: Uint8Array, label: string, at: number): Map<string, st
  * @throws TopologyError naming the entry when it is absolute or climbs with `..`.
  */
 export function checkEntryPath(path: string, label: string): string {
+  // The common case, a clean relative path, needs no splitting.
+  if (!/^\/|(^|\/)\.{1,2}(\/|$)|\/\//.test(path)) return path.endsWith('/') ? path.slice(0, -1) : path;
   if (path.startsWith('/')) {
     throw new TopologyError(
       path,
@@ -97,9 +107,10 @@ export function checkEntryPath(path: string, label: string): string {
  * @param label names the archive in messages.
  * @throws TopologyError for a damaged header, a truncated archive, or an unsafe entry path.
  */
-export function parseTar(b: Uint8Array, label: string): TarEntry[] {
+export function parseTar(bytes: Uint8Array, label: string): TarEntry[] {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const entries: TarEntry[] = [];
-  let pax = new Map<string, string>();
+  let pax: Map<string, string> | null = null;
   let longName: string | null = null;
   let longLink: string | null = null;
   let off = 0;
@@ -135,13 +146,11 @@ export function parseTar(b: Uint8Array, label: string): TarEntry[] {
       if (type === 'x') pax = recs;
       continue;
     }
-    const prefix = str(b, h + 345, 155);
-    const name = str(b, h, 100);
-    const ustar = str(b, h + 257, 5) === 'ustar';
-    const rawPath = pax.get('path') ?? longName ?? (ustar && prefix !== '' ? `${prefix}/${name}` : name);
-    const rawLink = pax.get('linkpath') ?? longLink ?? str(b, h + 157, 100);
-    const paxSize = pax.get('size');
-    pax = new Map();
+    const rawPath = pax?.get('path') ?? longName ?? headerPath(b, h);
+    const isLink = type === '1' || type === '2';
+    const rawLink = isLink ? (pax?.get('linkpath') ?? longLink ?? str(b, h + 157, 100)) : '';
+    const paxSize = pax?.get('size');
+    pax = null;
     longName = null;
     longLink = null;
     if (paxSize !== undefined && Number(paxSize) !== size) {
@@ -159,4 +168,13 @@ export function parseTar(b: Uint8Array, label: string): TarEntry[] {
     // Devices, FIFOs and GNU extensions ('3', '4', '6', 'D', 'S', ...) carry nothing a reader needs.
   }
   return entries;
+}
+
+/** The path in a header: name, prefixed by the ustar prefix field when there is one. */
+function headerPath(b: Buffer, h: number): string {
+  const name = str(b, h, 100);
+  // "ustar" at 257 (POSIX "ustar\0", GNU "ustar  \0"); only POSIX ustar uses the prefix field.
+  const ustar = b[h + 257] === 0x75 && b[h + 258] === 0x73 && b[h + 259] === 0x74 && b[h + 262] === 0;
+  if (!ustar || b[h + 345] === 0) return name;
+  return `${str(b, h + 345, 155)}/${name}`;
 }
