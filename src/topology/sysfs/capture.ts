@@ -99,6 +99,8 @@ class Stage {
 }
 
 function stageFunctions(src: SysfsSource, st: Stage, devs: readonly string[]): number {
+  // Even a machine with no PCI function keeps the directory: it is what marks a sysfs snapshot.
+  st.mkdir('sys/bus/pci/devices');
   let n = 0;
   for (const d of devs) {
     const entry = `sys/bus/pci/devices/${d}`;
