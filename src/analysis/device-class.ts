@@ -48,7 +48,21 @@ export const DEVICE_KINDS: readonly DeviceKind[] = [
   'other',
 ];
 
-/** Aliases like gpu0, gpu1, nvme0 in machine order, for compact matrices. */
+const SHORT: Record<DeviceKind, string> = {
+  gpu: 'gpu',
+  nvme: 'nvm',
+  nic: 'nic',
+  ib: 'ib',
+  storage: 'sto',
+  accel: 'acc',
+  bridge: 'br',
+  usb: 'usb',
+  smbus: 'smb',
+  iommu: 'iom',
+  other: 'oth',
+};
+
+/** Aliases like gpu0, gpu1, nvm0 in machine order, for compact matrices. */
 export function aliases(fns: readonly PciFunction[]): Map<PciFunction, string> {
   const counts = new Map<string, number>();
   const out = new Map<PciFunction, string>();
@@ -56,7 +70,7 @@ export function aliases(fns: readonly PciFunction[]): Map<PciFunction, string> {
     const k = deviceKind(f);
     const n = counts.get(k) ?? 0;
     counts.set(k, n + 1);
-    out.set(f, `${k}${n}`);
+    out.set(f, `${SHORT[k]}${n}`);
   }
   return out;
 }

@@ -112,61 +112,97 @@ function slotMoveFix(provider: PciFunction, client: PciFunction): string {
   return `put ${provider.name} and ${client.name} behind one PCIe switch (or two functions of one device): the path then stays below the host bridge`;
 }
 
-/** Group the non-BUS_ADDR pairs by cause, with reasons and fixes. */
+interface Group {
+  kind: FindingKind;
+  mapType: Finding['mapType'];
+  pairs: [string, string][];
+  why: string[];
+  fixes: string[];
+  /** ACS groups: the redirecting ports seen across the group's pairs. */
+  acsPorts?: Set<string>;
+  common?: string;
+  example?: [PciFunction, PciFunction];
+}
+
+const ORDER: Record<string, number> = {
+  'not-supported|no-common-bridge': 0,
+  'not-supported|acs-redirect': 1,
+  'thru-host-bridge|acs-redirect': 2,
+  'thru-host-bridge|no-common-bridge': 3,
+};
+
+/**
+ * Group the pairs that do not go peer to peer by cause: one finding per switch whose ACS redirect
+ * intervenes (with the union `pci=disable_acs_redir=` list that fixes every pair below it), one per
+ * reason the host-bridge rule refuses, and one for the pairs the host bridge carries.
+ */
 export function p2pFindings(cc: CapturingContext, pairs: Iterable<PairResult>): Finding[] {
-  const groups = new Map<
-    string,
-    {
-      kind: FindingKind;
-      mapType: Finding['mapType'];
-      pairs: [string, string][];
-      why: string[];
-      fixes: string[];
-    }
-  >();
+  const groups = new Map<string, Group>();
   for (const r of pairs) {
     if (r.mapType === 'bus-addr' || r.provider === r.client) continue;
     const w = calcMapTypeAndDist(cc.ctx, r.provider, r.client, false);
-    const mapType = r.mapType;
     const hbr = hostBridgeReasons(cc, r.provider.hostBridge, r.client.hostBridge);
-    let key: string;
-    let make: () => { kind: FindingKind; why: string[]; fixes: string[] };
-    if (w.common && w.acsRedirect.length > 0) {
-      const list = w.acsRedirect.map((f) => f.name);
-      key = `acs|${list.join(';')}|${mapType}|${hbr.why.join('|')}`;
-      make = () => ({
-        kind: 'acs-redirect',
-        why: [
-          `${w.common!.name} is a common upstream device, but ACS redirect (RR/CR) is set on ${list.join(', ')}: peer requests are sent up to the root complex instead of across`,
-          ...hbr.why,
-        ],
-        fixes: [
-          `boot with pci=disable_acs_redir=${list.join(';')} (P2P then stays below ${w.common!.name}; note it weakens IOMMU isolation between the devices below those ports)`,
-          ...hbr.fixes,
-        ],
-      });
-    } else {
-      key = `hb|${r.provider.hostBridge.name}|${r.client.hostBridge.name}|${mapType}`;
-      make = () => ({
-        kind: 'no-common-bridge',
-        why: [
-          r.provider.hostBridge === r.client.hostBridge
-            ? `no common upstream bridge: the path goes up to host bridge ${r.provider.hostBridge.name} and down again`
-            : `no common upstream bridge: the path crosses host bridges ${r.provider.hostBridge.name} and ${r.client.hostBridge.name}`,
-          ...hbr.why,
-        ],
-        fixes:
-          mapType === 'not-supported'
-            ? [...hbr.fixes, slotMoveFix(r.provider, r.client)]
-            : [slotMoveFix(r.provider, r.client)],
-      });
-    }
+    const acs = w.common !== null && w.acsRedirect.length > 0;
+    const key = acs
+      ? `acs|${w.common!.name}|${r.mapType}|${hbr.why.join('|')}`
+      : `hb|${r.mapType}|${hbr.why.join('|')}`;
     let g = groups.get(key);
     if (!g) {
-      g = { ...make(), mapType, pairs: [] };
+      g = acs
+        ? {
+            kind: 'acs-redirect',
+            mapType: r.mapType,
+            pairs: [],
+            why: hbr.why,
+            fixes: hbr.fixes,
+            acsPorts: new Set(),
+            common: w.common!.name,
+          }
+        : {
+            kind: 'no-common-bridge',
+            mapType: r.mapType,
+            pairs: [],
+            why: hbr.why,
+            fixes: hbr.fixes,
+            example: [r.provider, r.client],
+          };
       groups.set(key, g);
     }
+    for (const f of w.acsRedirect) g.acsPorts?.add(f.name);
     g.pairs.push([r.provider.name, r.client.name]);
   }
-  return [...groups.values()];
+  const out = [...groups.values()].map((g): Finding => {
+    if (g.kind === 'acs-redirect') {
+      const ports = [...g.acsPorts!].sort();
+      return {
+        kind: g.kind,
+        mapType: g.mapType,
+        pairs: g.pairs,
+        why: [
+          `${g.common} is a common upstream device, but ACS redirect (RR/CR/EC) is set on ${ports.join(', ')}: peer requests are sent up to the root complex instead of across`,
+          ...g.why,
+        ],
+        fixes: [
+          `boot with pci=disable_acs_redir=${ports.join(';')} (every pair here then goes peer to peer below ${g.common}; this weakens IOMMU isolation between the devices below those ports)`,
+          ...g.fixes,
+        ],
+      };
+    }
+    const [p, c] = g.example!;
+    const move = slotMoveFix(p, c);
+    return {
+      kind: g.kind,
+      mapType: g.mapType,
+      pairs: g.pairs,
+      why: ['no common upstream bridge: the path goes up through the host bridge(s)', ...g.why],
+      fixes:
+        g.mapType === 'not-supported'
+          ? [...g.fixes, `for a peer-to-peer path below a switch, e.g. ${move}`]
+          : [`for a direct path that skips the root complex, e.g. ${move}`],
+    };
+  });
+  return out.sort(
+    (a, b) =>
+      ORDER[`${a.mapType}|${a.kind}`]! - ORDER[`${b.mapType}|${b.kind}`]! || b.pairs.length - a.pairs.length,
+  );
 }
