@@ -7,6 +7,8 @@
 
 import type { Machine } from '../hw/pci.js';
 import { Engine } from '../sim/engine.js';
+import { type MmState, mmInit } from './mm/mm.js';
+import type { PhysLayout } from './mm/phys-map.js';
 import { createP2pdmaContext, type P2pdmaContext } from './pci/p2pdma.js';
 import { createKernelLog, type KernelLog, type LogLine } from './printk.js';
 import type { KernelVersion } from './profile.js';
@@ -21,6 +23,8 @@ export interface KernelOptions {
   readonly nrCpus?: number | undefined;
   /** Echo each log line as it is printed (for --verbose runs). */
   readonly echo?: ((l: LogLine) => void) | undefined;
+  /** RAM layout when the machine does not describe it (src/kernel/mm/phys-map.ts). */
+  readonly physLayout?: PhysLayout | undefined;
 }
 
 export interface Kernel {
@@ -31,6 +35,8 @@ export interface Kernel {
   readonly log: KernelLog;
   /** P2PDMA: providers' state and the map-type decision (drivers/pci/p2pdma.c). */
   readonly p2p: P2pdmaContext;
+  /** Memory management: physical map, struct pages, ZONE_DEVICE pagemaps (src/kernel/mm). */
+  readonly mm: MmState;
 }
 
 /** Boot a kernel model on a machine. */
@@ -38,5 +44,6 @@ export function bootKernel(machine: Machine, opts: KernelOptions): Kernel {
   const engine = opts.engine ?? new Engine(opts.seed ?? 1);
   const log = createKernelLog(() => engine.nowNs, opts.echo);
   const p2p = createP2pdmaContext(machine, opts.version, { log: (l) => log.printk('warn', l) });
-  return { machine, version: opts.version, engine, nrCpus: opts.nrCpus ?? 2, log, p2p };
+  const base = { machine, version: opts.version, engine, nrCpus: opts.nrCpus ?? 2, log, p2p };
+  return { ...base, mm: mmInit(base, opts.physLayout) };
 }

@@ -18,7 +18,10 @@
 import { mapTypesIdx } from '../../hw/bdf.js';
 import type { CpuInfo, HostBridge, Machine, PciFunction } from '../../hw/pci.js';
 import { PCI_ACS_REDIR_MASK } from '../../hw/pci-regs.js';
+import type { GenPool } from '../mm/genalloc.js';
+import type { PercpuRef } from '../mm/percpu-ref.js';
 import type { KernelVersion } from '../profile.js';
+import type { P2pdmaDevres, P2pdmaProvider } from './p2pdma-provider.js';
 import { REQ_SAME_HOST_BRIDGE, whitelistLookup } from './p2pdma-whitelist.js';
 
 export type P2pdmaMapType = 'unknown' | 'none' | 'not-supported' | 'bus-addr' | 'thru-host-bridge';
@@ -49,6 +52,12 @@ export interface P2pdmaState {
   published: boolean;
   /** `map_types` xarray: client index -> map type; stores every result, never invalidated. */
   readonly mapTypes: Map<number, P2pdmaMapType>;
+  /** `pool` (p2pdma-provider.ts): the gen_pool of the BAR memory; absent or null until memory is added. */
+  pool?: GenPool<PercpuRef> | null | undefined;
+  /** newest `mem[PCI_STD_NUM_BARS]`: per-BAR providers from pcim_p2pdma_init(); absent in 6.1. */
+  mem?: readonly (P2pdmaProvider | null)[] | undefined;
+  /** Driver-binding bookkeeping of p2pdma-provider.ts (pagemaps added, user mappings, teardown). */
+  devres?: P2pdmaDevres | undefined;
 }
 
 /** How the model treats an ACS state a reader could not see. */
