@@ -11,7 +11,7 @@
 
 import { bytes } from '../../hw/addr.js';
 import type { BarHint } from '../../hw/pci.js';
-import { type FnNode, fnName, type HbNode, type Problem, walkFunctions } from './layout.js';
+import { type FnNode, fnName, type HbNode, type Problem, walkFunctions } from './nodes.js';
 import type { BarDoc } from './schema.js';
 
 const MiB = 1n << 20n;

@@ -30,7 +30,8 @@ import {
   planBars,
 } from './bars.js';
 import { defaultAcsCap, defaultDriver } from './device-defaults.js';
-import { type FnNode, layoutMachine, type Problem, walkFunctions } from './layout.js';
+import { layoutMachine } from './layout.js';
+import { type FnNode, type Problem, walkFunctions } from './nodes.js';
 import type { LinkDoc, MachineFileDoc } from './schema.js';
 import { acsBitList, GEN_GTS } from './values.js';
 

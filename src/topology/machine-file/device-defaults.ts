@@ -2,7 +2,7 @@
 // ports of a vendor advertise (as lspci -vvv shows in "ACSCap"), and the Linux driver that binds to a
 // kind of device (its name prefixes the kernel's dev_warn lines, e.g. "nvme 0000:03:00.0: ...").
 
-import type { Role } from './layout.js';
+import type { Role } from './nodes.js';
 import type { IdPair } from './values.js';
 
 const SV_TB_RR_CR_UF = 0x001f;

@@ -11,99 +11,20 @@
 // A bus below a PCIe root or downstream port is a link: it holds device 0 only (its functions fill
 // 0..7). Root buses, switch-internal buses and conventional PCI buses hold devices at any slot.
 
-import type { PciePortType } from '../../hw/pci-regs.js';
+import {
+  type BusKind,
+  type FnNode,
+  fnName,
+  type HbNode,
+  hx2,
+  type Problem,
+  pathName,
+  type Role,
+  type SwitchInfo,
+} from './nodes.js';
 import type { DocPath } from './parse.js';
-import type {
-  AcsDoc,
-  BarDoc,
-  DeviceDoc,
-  DownstreamPortDoc,
-  HostBridgeDoc,
-  LinkDoc,
-  MachineFileDoc,
-  SriovDoc,
-} from './schema.js';
+import type { DeviceDoc, DownstreamPortDoc, MachineFileDoc } from './schema.js';
 import type { IdPair } from './values.js';
-
-export type Role =
-  | 'host-bridge'
-  | 'root-port'
-  | 'upstream-port'
-  | 'downstream-port'
-  | 'pci-bridge'
-  | 'endpoint';
-
-type BusKind = 'root' | 'link' | 'internal' | 'conventional';
-
-/** What to put on a bridge's secondary bus once its number is known. */
-type Below =
-  | {
-      readonly kind: 'devices';
-      readonly entries: readonly DeviceDoc[];
-      readonly path: DocPath;
-      readonly bus: BusKind;
-    }
-  | {
-      readonly kind: 'ports';
-      readonly ports: readonly DownstreamPortDoc[];
-      readonly path: DocPath;
-      readonly sw: SwitchInfo;
-    };
-
-interface SwitchInfo {
-  readonly id: IdPair;
-  readonly subsystem: IdPair | undefined;
-  readonly revision: number | undefined;
-  readonly path: DocPath;
-}
-
-/** One function being designed. Fields after the first block are filled in by later passes. */
-export interface FnNode {
-  readonly path: DocPath;
-  readonly role: Role;
-  readonly hb: HbNode;
-  readonly parent: FnNode | null;
-  readonly bus: number;
-  readonly devfn: number;
-  readonly id: IdPair;
-  readonly subsystem: IdPair | null;
-  readonly revision: number;
-  readonly classCode: number;
-  readonly portType: PciePortType | 'none';
-  readonly linkDoc: LinkDoc | undefined;
-  readonly acsDoc: AcsDoc | undefined;
-  readonly barDocs: readonly BarDoc[] | undefined;
-  readonly cmb: bigint | undefined;
-  readonly vram: bigint | undefined;
-  readonly sriov: SriovDoc | undefined;
-  readonly driver: string | null | undefined;
-  readonly label: string | undefined;
-  readonly externalFacing: boolean;
-  readonly explicitSecondary: number | undefined;
-  readonly below: Below | null;
-  multifunction: boolean;
-  secondary: number | null;
-  subordinate: number | null;
-  readonly children: FnNode[];
-}
-
-export interface HbNode {
-  readonly path: DocPath;
-  readonly doc: HostBridgeDoc;
-  readonly index: number;
-  readonly domain: number;
-  readonly rootBus: number;
-  subordinate: number;
-  readonly functions: FnNode[];
-}
-
-export interface Problem {
-  readonly path: DocPath;
-  readonly key?: string | undefined;
-  readonly message: string;
-}
-
-const hx2 = (n: number): string => n.toString(16).padStart(2, '0');
 
 /** One device entry to place on a bus, before its functions get numbers. */
 interface Entry {
@@ -444,13 +365,6 @@ class Layout {
   }
 }
 
-/** `pci_name()` of a designed function. */
-export const fnName = (f: Pick<FnNode, 'hb' | 'bus' | 'devfn'>): string =>
-  `${f.hb.domain.toString(16).padStart(4, '0')}:${hx2(f.bus)}:${hx2(f.devfn >> 3)}.${f.devfn & 7}`;
-
-const pathName = (x: { path: DocPath }): string =>
-  x.path.map((s, i) => (typeof s === 'number' ? `[${s}]` : i === 0 ? s : `.${s}`)).join('');
-
 /**
  * Lay out every host bridge of the document: functions with bus/device/function numbers and bus
  * ranges. Problems (duplicate addresses, exhausted bus numbers, misplaced devices) are collected.
@@ -460,13 +374,4 @@ export function layoutMachine(doc: MachineFileDoc): { hbs: HbNode[]; problems: P
   const l = new Layout(doc);
   l.run();
   return { hbs: l.hbs, problems: l.problems };
-}
-
-/** Every function of a host bridge, parents before children. */
-export function* walkFunctions(hb: HbNode): Generator<FnNode> {
-  const stack = [...hb.functions].reverse();
-  for (let f = stack.pop(); f; f = stack.pop()) {
-    yield f;
-    for (let i = f.children.length - 1; i >= 0; i--) stack.push(f.children[i]!);
-  }
 }
