@@ -6,7 +6,14 @@
 import { gunzipSync } from 'node:zlib';
 import bunzip from 'seek-bzip';
 import { TopologyError } from '../errors.js';
-import { createMemorySource, type MemDir, type MemNode, memDir, putNode } from './memory-source.js';
+import {
+  createMemorySource,
+  getNode,
+  type MemDir,
+  type MemNode,
+  memDir,
+  treeWriter,
+} from './memory-source.js';
 import type { SysfsSource } from './source.js';
 import { isTarHeader, parseTar } from './tar-parse.js';
 
@@ -14,7 +21,11 @@ export type ArchiveFormat = 'tar' | 'gzip' | 'bzip2' | 'xz' | 'zstd' | 'unknown'
 
 const startsWith = (b: Uint8Array, magic: readonly number[]): boolean => magic.every((m, i) => b[i] === m);
 
-/** Tell an archive's format from its first bytes. */
+/**
+ * Tell an archive's format from its first bytes (gzip 1f 8b, bzip2 "BZh", xz, zstd, or a tar header
+ * with a valid checksum).
+ * @returns the format; 'unknown' when none matches.
+ */
 export function detectFormat(b: Uint8Array): ArchiveFormat {
   if (startsWith(b, [0x1f, 0x8b])) return 'gzip';
   if (startsWith(b, [0x42, 0x5a, 0x68])) return 'bzip2'; // "BZh"
@@ -75,18 +86,18 @@ function decompress(b: Uint8Array, label: string): Uint8Array {
   }
 }
 
-/** Unpack tar entries into a tree; hard links share their target's bytes. */
+/** Unpack tar entries into a tree; a hard link shares its (earlier) target's bytes. */
 function buildTree(tar: Uint8Array, label: string): MemDir {
   const root = memDir();
-  const files = new Map<string, MemNode>();
+  const put = treeWriter(root, label);
   for (const e of parseTar(tar, label)) {
     let node: MemNode;
     if (e.type === 'file') node = { kind: 'file', data: e.data };
     else if (e.type === 'dir') node = memDir();
     else if (e.type === 'symlink') node = { kind: 'link', target: e.target };
     else {
-      const t = files.get(e.target);
-      if (t === undefined) {
+      const t = getNode(root, e.target);
+      if (t?.kind !== 'file') {
         throw new TopologyError(
           e.path,
           `${label}: the hard link ${e.path} points to ${e.target}, which is not an earlier file in the archive`,
@@ -94,8 +105,7 @@ function buildTree(tar: Uint8Array, label: string): MemDir {
       }
       node = t;
     }
-    if (node.kind === 'file') files.set(e.path, node);
-    putNode(root, e.path, node, label);
+    put(e.path, node);
   }
   return root;
 }
@@ -120,6 +130,7 @@ export interface OpenedArchive {
 /**
  * Open an archive held in memory as a SysfsSource.
  * @param label names the archive (its path) in messages.
+ * @returns the source (rooted at the layout), the format found, and the top folder if there was one.
  * @throws TopologyError for an unknown or unsupported format, damaged data, or an unsafe entry.
  */
 export function openArchive(bytes: Uint8Array, label: string): OpenedArchive {

@@ -25,6 +25,7 @@ const kindOf = (p: string): NodeKind | null => {
 
 /**
  * A SysfsSource reading the directory `root` (e.g. "/" for the running system).
+ * @returns a read-only source; reads that fail (EACCES, EIO) throw a TopologyError naming the file.
  * @throws TopologyError when `root` is not a readable directory.
  */
 export function createDirSource(root: string, label = root): SysfsSource {

@@ -53,7 +53,36 @@ export function putNode(root: MemDir, path: string, node: MemNode, label: string
   dir.entries.set(last, node);
 }
 
-/** Look a physical path (no symlinks in it) up in the tree. */
+/**
+ * A `putNode` for many paths in a row that remembers the last parent directory: tar lists a
+ * directory's files together, so most entries skip the walk from the root.
+ */
+export function treeWriter(root: MemDir, label: string): (path: string, node: MemNode) => void {
+  let lastParent = '';
+  let lastDir: MemDir = root;
+  return (path, node) => {
+    const slash = path.lastIndexOf('/');
+    const parent = slash < 0 ? '' : path.slice(0, slash);
+    const name = path.slice(slash + 1);
+    if (parent !== lastParent || name === '' || name === '.' || name === '..') {
+      putNode(root, path, node, label);
+      const p = getNode(root, parent);
+      if (p?.kind === 'dir') {
+        lastParent = parent;
+        lastDir = p;
+      }
+      return;
+    }
+    const old = lastDir.entries.get(name);
+    if (node.kind === 'dir' && old?.kind === 'dir') return;
+    lastDir.entries.set(name, node);
+  };
+}
+
+/**
+ * Look a physical path (no symlinks in it) up in the tree.
+ * @returns the node, or null when nothing is there.
+ */
 export function getNode(root: MemDir, path: string): MemNode | null {
   let n: MemNode = root;
   for (const c of splitPath(path)) {
@@ -68,6 +97,7 @@ export function getNode(root: MemDir, path: string): MemNode | null {
 /**
  * A SysfsSource over an in-memory tree.
  * @param label names the source in messages (an archive path, "memory").
+ * @returns a source that never touches the filesystem.
  */
 export function createMemorySource(label: string, root: MemDir): SysfsSource {
   return makeSource<MemNode>(label, {
@@ -85,6 +115,7 @@ export type MemEntry = string | Uint8Array | { readonly link: string } | { reado
 
 /**
  * A SysfsSource from a flat map of paths, for tests and hand-made snapshots.
+ * @returns the source.
  * @throws TopologyError when two entries conflict (a file used as a directory).
  */
 export function memorySourceFromEntries(

@@ -143,6 +143,7 @@ const seenOf = (n: number): ConfigSeen => (n <= 64 ? 'unpriv' : n <= 256 ? 'std'
 /**
  * Read the function `name` whose physical directory is `dir`.
  * @param known every function name in the snapshot, to check the physfn link against.
+ * @returns the function's spec, how much config space was seen, and notes on what was missing.
  * @throws TopologyError for a damaged config file or a function with no identity at all.
  */
 export function readFunction(

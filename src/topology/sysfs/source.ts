@@ -94,6 +94,8 @@ export const dirName = (p: string): string => splitPath(p).slice(0, -1).join('/'
  * Walk `path` from the root, following every symlink (the last one too when `followLast`).
  * Mirrors the kernel's link_path_walk(): `..` pops the physical path, a link's target is walked in
  * place of the link, and more than MAXSYMLINKS links is a loop (ELOOP).
+ * @returns the physical path and handle, or why the walk stopped ('missing' ~ ENOENT, 'notdir' ~
+ *   ENOTDIR, 'loop' ~ ELOOP, 'escape': `..` above the root) and the link to blame.
  */
 export function walkPath<H>(prims: WalkPrims<H>, path: string, followLast = true): WalkResult<H> {
   // Components still to walk, last first; from[i] is the link whose target supplied todo[i].
@@ -140,6 +142,7 @@ export function walkPath<H>(prims: WalkPrims<H>, path: string, followLast = true
 /**
  * Turn a failed walk into the TopologyError the reader shows, naming the link when one is to blame.
  * @param label the source's label, for the message.
+ * @returns the error (to throw), its `path` the link to blame or the path itself.
  */
 export function walkError(label: string, path: string, r: WalkFailure): TopologyError {
   const where = r.link ?? r.at;
@@ -215,6 +218,7 @@ export interface SourceIo<H> extends WalkPrims<H> {
 /**
  * Build a SysfsSource from an implementation's primitives; every implementation shares this, so they
  * agree on what a dangling, looping or escaping link means.
+ * @returns the source; its methods throw TopologyError as the interface documents.
  */
 export function makeSource<H>(label: string, io: SourceIo<H>): SysfsSource {
   const resolve = (path: string): { path: string; handle: H; kind: NodeKind } | null => {

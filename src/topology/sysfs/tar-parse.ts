@@ -81,6 +81,7 @@ function paxRecords(data: Buffer, label: string, at: number): Map<string, string
 
 /**
  * Check an entry path and normalise it ("./a/b/" -> "a/b").
+ * @returns the normalised path ("" for the archive root itself).
  * @throws TopologyError naming the entry when it is absolute or climbs with `..`.
  */
 export function checkEntryPath(path: string, label: string): string {
@@ -105,6 +106,7 @@ export function checkEntryPath(path: string, label: string): string {
 /**
  * Parse a whole tar archive.
  * @param label names the archive in messages.
+ * @returns the entries in archive order (files, directories, symlinks, hard links), data as views.
  * @throws TopologyError for a damaged header, a truncated archive, or an unsafe entry path.
  */
 export function parseTar(bytes: Uint8Array, label: string): TarEntry[] {
