@@ -70,7 +70,7 @@ describe('devmMemremapPages', () => {
         1n << 46n,
         2n * MiB,
         'EINVAL',
-        'Hotplug memory [0x400000000000-0x4000001fffff] exceeds maximum addressable range [0-0x3fffffffffff]',
+        'Hotplug memory [0x400000000000-0x400000200000] exceeds maximum addressable range [0-0x3fffffffffff]',
       ],
       [
         BASE + 64n * MiB + 4096n,

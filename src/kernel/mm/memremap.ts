@@ -129,12 +129,17 @@ function pagemapRange(mm: MmState, p: DevPagemap): KResult<void> {
     mmWarnOnce(mm, 'pagemap_range ram', `attempted on ${what} region ${hashLlx(p.start)}-${hashLlx(p.end)}`);
     return err('ENXIO', `memremap_pages: ${hex(p.start)}-${hex(p.end)} is System RAM (${what})`);
   }
-  if (p.end > MAX_PHYS) {
+  // mhp_range_allowed(): [start, start + size) must not wrap and must end inside the direct map.
+  const endEx = BigInt.asUintN(64, p.start + size);
+  if (!(p.start < endEx && endEx - 1n <= MAX_PHYS)) {
     mm.log.printk(
       'warn',
-      `Hotplug memory [${hashLlx(p.start)}-${hashLlx(p.end)}] exceeds maximum addressable range [0-${hashLlx(MAX_PHYS)}]`,
+      `Hotplug memory [${hashLlx(p.start)}-${hashLlx(endEx)}] exceeds maximum addressable range [0-${hashLlx(MAX_PHYS)}]`,
     );
-    return err('EINVAL', `memremap_pages: ${hex(p.end)} is beyond MAX_PHYSMEM_BITS (${MAX_PHYSMEM_BITS})`);
+    return err(
+      'EINVAL',
+      `memremap_pages: ${hex(p.start)} + ${hex(size)} is beyond MAX_PHYSMEM_BITS (${MAX_PHYSMEM_BITS})`,
+    );
   }
   const n = pfnLen(p);
   if (p.firstPfn % PAGES_PER_SUBSECTION !== 0 || n % PAGES_PER_SUBSECTION !== 0) {

@@ -160,7 +160,7 @@ export function p2pMachine(o: P2pMachineOptions = {}): Machine {
  * `n` integrated endpoints (up to 256 per PCI domain, one host bridge per domain), each with a 2 MiB
  * BAR 0 at its own 2 MiB-aligned address: a machine with many small providers.
  */
-export function manyProvidersMachine(n: number): Machine {
+export function manyProvidersMachine(n: number, cpu: CpuInfo = TESTBED_CPU): Machine {
   const hosts = Array.from({ length: Math.ceil(n / 256) }, (_, d) => ({
     name: hostBridgeName(d, 0),
     domain: d,
@@ -190,7 +190,7 @@ export function manyProvidersMachine(n: number): Machine {
   return buildMachine({
     name: `many-providers-${n}`,
     source: { kind: 'builtin', path: 'testbed' },
-    cpu: TESTBED_CPU,
+    cpu,
     cmdline: '',
     iommu: false,
     hostBridges: hosts,
