@@ -8,7 +8,7 @@ export interface TinyNode {
   /** 'rp' root port, 'usp'/'dsp' switch ports, 'ep' endpoint, 'hb' host-bridge function at 00.0. */
   kind: 'rp' | 'usp' | 'dsp' | 'ep' | 'hb';
   /** ACS control bits (present capability) or undefined for no capability, 'unknown' for unknown. */
-  acs?: number | 'unknown';
+  acs?: number | 'unknown' | undefined;
   id?: [number, number];
   driver?: string;
   fn?: number;
