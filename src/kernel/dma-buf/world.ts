@@ -30,6 +30,19 @@ export interface DmaBufFacts {
   readonly privateStubTimestamp: boolean;
   /** dma_fence_unwrap_merge() of only signaled fences returns a private stub with their latest timestamp. */
   readonly mergeReturnsPrivateStub: boolean;
+  /** dma_buf_map_attachment() wants the resv lock from every importer (6.2+); 6.1 only from dynamic ones. */
+  readonly dmabufMapLockedForAll: boolean;
+  /**
+   * 6.1's sg_table cache: attach pre-maps (and pins) when importer and exporter differ in dynamic-ness,
+   * and ops->cache_sgt_mapping keeps the first mapping. Both were removed in 2025.
+   */
+  readonly dmabufSgtCache: boolean;
+  /** The importer op called on moves: move_notify (required of dynamic importers) or invalidate_mappings (7.0, optional). */
+  readonly dmabufInvalidateOp: 'move_notify' | 'invalidate_mappings';
+  /** CONFIG_DMABUF_MOVE_NOTIFY is a build option (6.1, default n); 7.0 removed it (always on). */
+  readonly dmabufMoveNotifyOptional: boolean;
+  /** With CONFIG_DMA_API_DEBUG an unaligned mapping fails with -EINVAL (newest) instead of a pr_debug line. */
+  readonly dmabufUnalignedMapFails: boolean;
 }
 
 export const DMA_BUF_FACTS: Readonly<Record<KernelVersion, DmaBufFacts>> = {
@@ -39,6 +52,11 @@ export const DMA_BUF_FACTS: Readonly<Record<KernelVersion, DmaBufFacts>> = {
     placeholderNamesWhenSignaled: false,
     privateStubTimestamp: false,
     mergeReturnsPrivateStub: false,
+    dmabufMapLockedForAll: false,
+    dmabufSgtCache: true,
+    dmabufInvalidateOp: 'move_notify',
+    dmabufMoveNotifyOptional: true,
+    dmabufUnalignedMapFails: false,
   },
   newest: {
     signalReturnsInt: false,
@@ -46,6 +64,11 @@ export const DMA_BUF_FACTS: Readonly<Record<KernelVersion, DmaBufFacts>> = {
     placeholderNamesWhenSignaled: true,
     privateStubTimestamp: true,
     mergeReturnsPrivateStub: true,
+    dmabufMapLockedForAll: true,
+    dmabufSgtCache: false,
+    dmabufInvalidateOp: 'invalidate_mappings',
+    dmabufMoveNotifyOptional: false,
+    dmabufUnalignedMapFails: true,
   },
 };
 
@@ -72,6 +95,12 @@ export interface DmaBufWorld {
   readonly reservationWwClass: WwClass;
   /** CONFIG_DEBUG_MUTEXES: dma_resv_unlock() shrinks max_fences to num_fences (dma_resv_reset_max_fences). */
   readonly debugMutexes: boolean;
+  /** CONFIG_DMABUF_MOVE_NOTIFY where it is a build option (6.1; Kconfig default n). */
+  readonly dmabufMoveNotify: boolean;
+  /** CONFIG_DMA_API_DEBUG: dma_buf_map_attachment() checks that DMA segments are page aligned. */
+  readonly dmaApiDebug: boolean;
+  /** Lines the kernel would pr_debug()/pr_info() (not warnings). */
+  readonly log: string[];
   /** The context that runs when no task does (test bodies, engine events such as irq_work). */
   readonly mainThread: KThread;
   /** The thread whose code runs right now (`current`); set by the kthread wrapper in sched.ts. */
@@ -84,6 +113,8 @@ export interface DmaBufWorldOptions {
   /** Seed for a new engine when none is given. */
   readonly seed?: number;
   readonly debugMutexes?: boolean;
+  readonly dmabufMoveNotify?: boolean;
+  readonly dmaApiDebug?: boolean;
 }
 
 /** Create a world: the default kernel ('newest') unless told, a fresh engine unless one is given. */
@@ -100,6 +131,9 @@ export function createDmaBufWorld(opts: DmaBufWorldOptions = {}): DmaBufWorld {
     stub: null,
     reservationWwClass: { name: 'reservation_ww_class', isWaitDie: true, stamp: 0 },
     debugMutexes: opts.debugMutexes ?? true,
+    dmabufMoveNotify: opts.dmabufMoveNotify ?? false,
+    dmaApiDebug: opts.dmaApiDebug ?? false,
+    log: [],
   };
   const world = partial as unknown as DmaBufWorld & { mainThread: KThread; current: KThread };
   world.mainThread = kthreadCreate(world, 'main');
