@@ -203,24 +203,20 @@ function newAttachment(
   };
 }
 
-/** 6.1: a static importer of a dynamic exporter (or the reverse) is mapped once here and cached. */
+/**
+ * 6.1: an importer and exporter that differ in dynamic-ness get one mapping here, cached for the life of
+ * the attachment. Before the 6.2 locking rework only a dynamic exporter's pin and map ran under the lock.
+ */
 function* premapAtAttach(attach: DmaBufAttachment): KTaskOp<KResult<undefined>> {
   const dmabuf = attach.dmabuf;
-  yield* dmaResvLock(dmabuf.resv, null);
-  if (dmaBufIsDynamic(dmabuf)) {
-    const pinned = dmabuf.ops.pin!(attach);
-    if (!pinned.ok) {
-      dmaResvUnlock(dmabuf.resv);
-      return pinned;
-    }
-  }
-  const sgt = yield* mapDmaBufCore(attach, 'bidirectional');
-  if (!sgt.ok) {
-    if (dmaBufIsDynamic(dmabuf)) dmabuf.ops.unpin!(attach);
-    dmaResvUnlock(dmabuf.resv);
-    return sgt;
-  }
-  dmaResvUnlock(dmabuf.resv);
+  const dynamic = dmaBufIsDynamic(dmabuf);
+  const locked = dynamic || dmabuf.world.facts.dmabufMapLockedForAll;
+  if (locked) yield* dmaResvLock(dmabuf.resv, null);
+  const pinned = dynamic ? dmabuf.ops.pin!(attach) : ok(undefined);
+  const sgt = pinned.ok ? yield* mapDmaBufCore(attach, 'bidirectional') : pinned;
+  if (!sgt.ok && pinned.ok && dynamic) dmabuf.ops.unpin!(attach);
+  if (locked) dmaResvUnlock(dmabuf.resv);
+  if (!sgt.ok) return sgt;
   attach.sgt = sgt.value;
   attach.dir = 'bidirectional';
   return ok(undefined);
@@ -306,12 +302,17 @@ export function* dmaBufDetach(dmabuf: DmaBuf, attach: DmaBufAttachment): KTaskOp
     )
   )
     return;
-  yield* dmaResvLock(dmabuf.resv, null);
+  const dynamic = dmaBufIsDynamic(dmabuf);
   if (attach.sgt) {
+    // 6.1 unmaps the cached table under the lock only for a dynamic exporter; 6.2+ holds it throughout.
+    const locked = dynamic || dmabuf.world.facts.dmabufMapLockedForAll;
+    if (locked) yield* dmaResvLock(dmabuf.resv, null);
     dmabuf.ops.unmap_dma_buf(attach, attach.sgt, attach.dir);
     attach.sgt = null;
-    if (dmaBufIsDynamic(dmabuf)) dmabuf.ops.unpin!(attach);
+    if (dynamic) dmabuf.ops.unpin!(attach);
+    if (locked) dmaResvUnlock(dmabuf.resv);
   }
+  yield* dmaResvLock(dmabuf.resv, null);
   const i = dmabuf.attachments.indexOf(attach);
   if (i >= 0) dmabuf.attachments.splice(i, 1);
   dmaResvUnlock(dmabuf.resv);
