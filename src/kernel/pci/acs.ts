@@ -28,7 +28,7 @@ import {
 } from '../../hw/pci-regs.js';
 import { err, type KResult, ok } from '../errno.js';
 import type { LogLevel } from '../printk.js';
-import type { KernelVersion } from '../profile.js';
+import { DEFAULT_KERNEL, type KernelVersion } from '../profile.js';
 import { type BootLogLine, kernelSscanf, pciSetupOptions } from './acs-param.js';
 
 export {
@@ -151,13 +151,15 @@ export interface PciEnableAcsOptions {
   readonly acsRequested: boolean;
   /** Kernel command line (pci=disable_acs_redir=, pci=config_acs=, pci=noats). */
   readonly cmdline: string | null;
-  readonly version: KernelVersion;
+  /** Kernel profile; default DEFAULT_KERNEL. */
+  readonly version?: KernelVersion | undefined;
   /** Names of external-facing ports (ACPI ExternalFacingPort); they and all below get TB. */
   readonly externalFacing?: ReadonlySet<string> | undefined;
 }
 
 interface BootState {
   readonly opts: PciEnableAcsOptions;
+  readonly version: KernelVersion;
   readonly log: BootLogLine[];
   readonly once: Set<string>;
   readonly noats: boolean;
@@ -295,7 +297,7 @@ function pciEnableAcsOne(st: BootState, f: PciFunction): void {
   // Device-specific ACS quirks (pci_dev_specific_enable_acs) are not modelled: every function takes
   // the standard path.
   if (st.opts.acsRequested && present) ctrl = pciStdEnableAcs(st, f, acs.cap, acs.ctrl);
-  if (st.opts.version === '6.1') {
+  if (st.version === '6.1') {
     ctrl = pciDisableAcsRedir61(st, f, ctrl);
   } else if (present) {
     ctrl = pciConfigAcsNewest(st, f, st.disableAcsRedir, ACS_REDIR_BITS, ctrl!, fw!);
@@ -312,10 +314,12 @@ function pciEnableAcsOne(st: BootState, f: PciFunction): void {
  * @returns the boot log lines (pci= option complaints first, then per-device lines); no errno.
  */
 export function pciEnableAcs(machine: Machine, opts: PciEnableAcsOptions): BootLogLine[] {
-  const pci = pciSetupOptions(opts.cmdline ?? '', opts.version);
+  const version = opts.version ?? DEFAULT_KERNEL;
+  const pci = pciSetupOptions(opts.cmdline ?? '', version);
   const log: BootLogLine[] = [...pci.log];
   const st: BootState = {
     opts,
+    version,
     log,
     once: new Set(),
     noats: pci.noats,
