@@ -49,6 +49,19 @@ describe('PgmapTable', () => {
     expect(t.size).toBe(0);
   });
 
+  it('handles spans over several GiB and pfns beyond 2^32 (no 32-bit integer math)', () => {
+    const t = new PgmapTable<Span>();
+    const big = { id: 0, firstPfn: 2 ** 40, lastPfn: 2 ** 40 + 4 * 262144 - 1 }; // 4 GiB of 4 KiB pages
+    const next = { id: 1, firstPfn: 2 ** 40 + 4 * 262144, lastPfn: 2 ** 40 + 4 * 262144 + 511 };
+    t.insert(big);
+    t.insert(next);
+    for (const pfn of [big.firstPfn, big.firstPfn + 262144 + 5, big.lastPfn]) expect(t.lookup(pfn)).toBe(big);
+    expect(t.lookup(next.firstPfn)).toBe(next);
+    expect(t.lookup(next.lastPfn + 1)).toBeNull();
+    expect(t.lookup(big.firstPfn - 1)).toBeNull();
+    expect(t.lookup(big.firstPfn + 2 ** 33)).toBeNull(); // equal to an indexed pfn in its low 32 bits
+  });
+
   it('agrees with a linear scan for any spans, removals and queries', () => {
     fc.assert(
       fc.property(

@@ -1,15 +1,18 @@
 // The pfn -> dev_pagemap index of mm/memremap.c (`pgmap_array`, an xarray keyed by pfn), built for the
 // DMA hot path: "which provider owns this page?" must stay fast with many providers (seed 001).
 //
-// Pagemaps never overlap (memremap refuses it), so they are kept as parallel sorted arrays of first and
-// last pfn. A lookup first tries the pagemap of the previous hit (consecutive pages of one buffer
-// nearly always share it), then binary-searches the starts:
+// memremap only accepts 2 MiB-aligned ranges (one "subsection", 512 pfns), so a two-level radix over
+// subsections answers in two array loads, like the kernel's xarray:
 //
-//   first: [ 0x100000 | 0x180000 | 0x3800000 | ... ]   lookup(pfn): largest i with first[i] <= pfn,
-//   last:  [ 0x17ffff | 0x1bffff | 0x383ffff | ... ]                then hit iff pfn <= last[i]
+//   pfn --/512--> subsection --/512--> top (Map: one leaf per GiB) --%512--> leaf[slot] = index + 1
+//                                                                           0: no pagemap here
+//                                                                          -1: shared by two spans
 //
-// Pfns are JavaScript numbers (exact below 2^53, i.e. up to 2^65 bytes), so a lookup allocates
-// nothing. Inserting or removing a pagemap rebuilds the arrays (rare: driver bind and unbind).
+// A slot shared by two spans only happens for unaligned spans (tests, not memremap); it falls back
+// to a binary search over the parallel sorted arrays of first and last pfn. The pagemap of the
+// previous hit is tried first (consecutive pages of one buffer nearly always share it). Pfns are
+// JavaScript numbers (exact below 2^53), so a lookup allocates nothing. Insert and remove rebuild
+// the index (rare: driver bind and unbind).
 
 /** What the table needs of a pagemap. */
 export interface PfnSpan {
@@ -17,10 +20,14 @@ export interface PfnSpan {
   readonly lastPfn: number;
 }
 
+const SUB = 512; // pfns per subsection (2 MiB)
+const LEAF_PFNS = SUB * SUB; // pfns per leaf (1 GiB)
+
 export class PgmapTable<T extends PfnSpan> {
   private first = new Float64Array(0);
   private last = new Float64Array(0);
   private items: T[] = [];
+  private top = new Map<number, Int32Array>();
   private hit = -1;
 
   /** Number of pagemaps. */
@@ -37,6 +44,18 @@ export class PgmapTable<T extends PfnSpan> {
   lookup(pfn: number): T | null {
     const h = this.hit;
     if (h >= 0 && pfn >= this.first[h]! && pfn <= this.last[h]!) return this.items[h]!;
+    const leaf = this.top.get(Math.floor(pfn / LEAF_PFNS));
+    if (leaf === undefined) return null;
+    const e = leaf[Math.floor(pfn / SUB) % SUB]!;
+    if (e === 0) return null;
+    const i = e > 0 ? e - 1 : this.search(pfn);
+    if (i < 0 || pfn < this.first[i]! || pfn > this.last[i]!) return null;
+    this.hit = i;
+    return this.items[i]!;
+  }
+
+  /** Largest index whose first pfn is <= pfn (-1 if none): the fallback for shared subsections. */
+  private search(pfn: number): number {
     const first = this.first;
     let lo = 0;
     let hi = first.length - 1;
@@ -45,12 +64,7 @@ export class PgmapTable<T extends PfnSpan> {
       if (first[mid]! <= pfn) lo = mid + 1;
       else hi = mid - 1;
     }
-    // hi is now the largest index whose first pfn is <= pfn.
-    if (hi >= 0 && pfn <= this.last[hi]!) {
-      this.hit = hi;
-      return this.items[hi]!;
-    }
-    return null;
+    return hi;
   }
 
   /** Pagemaps with any pfn in [firstPfn, lastPfn]. */
@@ -82,5 +96,19 @@ export class PgmapTable<T extends PfnSpan> {
     this.first = Float64Array.from(this.items, (p) => p.firstPfn);
     this.last = Float64Array.from(this.items, (p) => p.lastPfn);
     this.hit = -1;
+    this.top = new Map();
+    this.items.forEach((p, i) => {
+      const lastSub = Math.floor(p.lastPfn / SUB);
+      for (let sub = Math.floor(p.firstPfn / SUB); sub <= lastSub; sub++) {
+        const key = Math.floor(sub / SUB);
+        let leaf = this.top.get(key);
+        if (leaf === undefined) {
+          leaf = new Int32Array(SUB);
+          this.top.set(key, leaf);
+        }
+        const slot = sub % SUB;
+        leaf[slot] = leaf[slot] === 0 ? i + 1 : -1;
+      }
+    });
   }
 }

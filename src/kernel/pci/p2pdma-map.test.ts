@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { GiB, MiB, physAddr } from '../../hw/addr.js';
 import { bootKernel } from '../kernel.js';
@@ -13,7 +14,7 @@ import {
   pciP2pdmaState,
 } from './p2pdma-map.js';
 import { pciP2pdmaAddResource, pciP2pdmaRelease } from './p2pdma-provider.js';
-import { p2pMachine, testbedBar0 } from './p2pdma-testbed.js';
+import { manyProvidersMachine, p2pMachine, testbedBar0 } from './p2pdma-testbed.js';
 
 const RR_CR = 0x0004 | 0x0008;
 
@@ -99,5 +100,37 @@ describe('bus addresses and the DMA seam', () => {
     pciP2pmemPublish(k, a, true);
     expect(p2pdmaDmaLookup(k).mapType(pg0.provider!, b)).toBe('bus-addr');
     expect(k.p2p.p2pdma.get(a.index)!.mapTypes.size).toBe(1);
+  });
+});
+
+describe('pfn -> provider lookup with 1,000 providers', () => {
+  const k = bootKernel(manyProvidersMachine(1000), { version: 'newest' });
+  for (const f of k.machine.functions) {
+    const r = pciP2pdmaAddResource(k, f, 0, 0n, 0n);
+    if (!r.ok) throw new Error(r.detail);
+  }
+  const look = p2pdmaDmaLookup(k);
+  const pgmaps = [...k.mm.pgmaps.all()];
+  const linear = (pfn: number) => pgmaps.find((p) => pfn >= p.firstPfn && pfn <= p.lastPfn)?.provider ?? null;
+  const lo = pgmaps[0]!.firstPfn - 1024;
+  const hi = pgmaps[pgmaps.length - 1]!.lastPfn + 1024;
+
+  it('registered one pagemap per provider', () => {
+    expect(pgmaps).toHaveLength(1000);
+    expect(new Set(pgmaps.map((p) => p.provider!.owner)).size).toBe(1000);
+  });
+
+  it('agrees with a linear scan for any sequence of pfns', () => {
+    // Pfns near pagemap edges (inside, just outside) and anywhere in the span, in any order.
+    const nearEdge = fc
+      .tuple(fc.integer({ min: 0, max: 999 }), fc.boolean(), fc.integer({ min: -3, max: 3 }))
+      .map(([i, end, d]) => (end ? pgmaps[i]!.lastPfn : pgmaps[i]!.firstPfn) + d);
+    const pfnArb = fc.oneof(nearEdge, fc.integer({ min: lo, max: hi }));
+    fc.assert(
+      fc.property(fc.array(pfnArb, { minLength: 1, maxLength: 50 }), (pfns) => {
+        for (const pfn of pfns) expect(look.providerOfPfn(pfn)).toBe(linear(pfn));
+      }),
+      { numRuns: 300 },
+    );
   });
 });
