@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { busAddr, bytes, MiB, physAddr } from '../../hw/addr.js';
 import { buildMachine } from '../../hw/machine-builder.js';
+import { parseMachineYaml } from '../../topology/machine-file/index.js';
 import { bootKernel, type Kernel } from '../kernel.js';
 import { PAGE_OFFSET } from '../mm/direct-map.js';
 import { genPoolSize } from '../mm/genalloc.js';
@@ -98,6 +99,35 @@ describe.each(VERSIONS)('pci_p2pdma_add_resource (%s)', (version) => {
     expect(a).toBe(PAGE_OFFSET + cpu);
     expect(pciP2pmemVirtToBus(k, ep, b)).toBe(cpu - busOffset + 3n * 4096n);
     expect(pciP2pdmaBusAddrMap(pg.provider!, physAddr(cpu + 0x5000n))).toBe(cpu - busOffset + 0x5000n);
+  });
+});
+
+describe('bus offset from a machine file', () => {
+  // The host bridge decodes CPU 0x10_e000_0000.. as bus 0xe000_0000.. (busOffset = CPU - bus).
+  const yaml = [
+    'name: offset-test',
+    'cpu: { vendor: GenuineIntel, family: 6, model: 85, name: Xeon, sockets: 1 }',
+    'hostBridges:',
+    '  - hostBridgeId: 8086:2020',
+    '    busOffset: 0x1000000000',
+    '    mmio: { base: 0x10e0000000, size: 256M }',
+    '    mmio64: { base: 0x2000000000, size: 64G }',
+    '    devices:',
+    '      - { kind: root-port, slot: 1, id: 8086:2030, devices: [{ kind: endpoint, id: 1b36:0010, class: nvme, cmb: 16M }] }',
+  ].join('\n');
+
+  it.each(VERSIONS)('puts bus addresses in the pool and the offset in the provider (%s)', (version) => {
+    const k = bootKernel(parseMachineYaml(yaml, 'offset-test.yaml'), { version });
+    const nvme = k.machine.byName.get('0000:01:00.0')!;
+    const cmb = nvme.hints!.cmb!;
+    const b = nvme.bars.find((x) => x.index === cmb.bar)!;
+    expect(b.busStart).toBe(b.cpuStart - 0x10_0000_0000n);
+    expect(pciP2pdmaAddResource(k, nvme, cmb.bar, cmb.size, 0n).ok).toBe(true);
+    const provider = k.mm.pgmaps.all()[0]!.provider!;
+    expect(provider.busOffset).toBe(BigInt.asUintN(64, -0x10_0000_0000n));
+    const a = pciAllocP2pmem(k, nvme, 8192n)!;
+    expect(pciP2pmemVirtToBus(k, nvme, a)).toBe(b.busStart);
+    expect(pciP2pdmaBusAddrMap(provider, physAddr(b.cpuStart + 0x2000n))).toBe(b.busStart + 0x2000n);
   });
 });
 
