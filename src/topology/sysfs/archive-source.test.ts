@@ -4,7 +4,7 @@ import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { TopologyError } from '../errors.js';
 import { detectFormat, openArchive } from './archive-source.js';
-import { buildTar, buildTarGz } from './test-archives.js';
+import { buildTar, buildTarGz } from './tar-build.js';
 
 const HWLOC = join(import.meta.dirname, '../../..', '../shared/fixtures/real/hwloc/linux');
 

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { TopologyError } from '../errors.js';
 import { openSnapshot } from './index.js';
-import { buildTar, buildTarGz, type TestEntry } from './test-archives.js';
+import { buildTar, buildTarGz, type TarEntry } from './tar-build.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'dmasim-bad-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -15,11 +15,11 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const DEV = 'snap/sys/devices/pci0000:00/0000:00:04.0';
 
 /** A one-function snapshot (an e1000e on the root bus) with `override` replacing or adding entries. */
-function snapshot(override: Record<string, TestEntry | null> = {}): TestEntry[] {
+function snapshot(override: Record<string, TarEntry | null> = {}): TarEntry[] {
   const cfg = new Uint8Array(256);
   cfg.set([0x86, 0x80, 0xd3, 0x10], 0);
   cfg[11] = 0x02;
-  const base: Record<string, TestEntry | null> = {
+  const base: Record<string, TarEntry | null> = {
     link: {
       path: 'snap/sys/bus/pci/devices/0000:00:04.0',
       symlink: '../../../devices/pci0000:00/0000:00:04.0',
@@ -30,7 +30,7 @@ function snapshot(override: Record<string, TestEntry | null> = {}): TestEntry[] 
       data: 'vendor_id : GenuineIntel\ncpu family : 6\nmodel : 85\nflags : lm\n',
     },
   };
-  return Object.values({ ...base, ...override }).filter((e): e is TestEntry => e !== null);
+  return Object.values({ ...base, ...override }).filter((e): e is TarEntry => e !== null);
 }
 
 async function failure(name: string, bytes: Uint8Array): Promise<{ e: TopologyError; file: string }> {

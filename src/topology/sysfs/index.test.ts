@@ -6,7 +6,7 @@ import { gunzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { TopologyError } from '../errors.js';
 import { openSnapshot, readLiveMachine } from './index.js';
-import { buildTar } from './test-archives.js';
+import { buildTar } from './tar-build.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'dmasim-open-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

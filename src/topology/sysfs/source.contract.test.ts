@@ -10,7 +10,7 @@ import { openArchive } from './archive-source.js';
 import { createDirSource } from './dir-source.js';
 import { type MemEntry, memorySourceFromEntries } from './memory-source.js';
 import type { SysfsSource } from './source.js';
-import { buildTar, buildTarGz, type TestEntry } from './test-archives.js';
+import { buildTar, buildTarGz, type TarEntry } from './tar-build.js';
 
 const TREE: Record<string, MemEntry> = {
   'sys/a.txt': 'hello\n',
@@ -27,7 +27,7 @@ const TREE: Record<string, MemEntry> = {
   'sys/deep-escape': { link: 'dir/../../../outside' },
 };
 
-const toTestEntries = (prefix: string): TestEntry[] =>
+const toTestEntries = (prefix: string): TarEntry[] =>
   Object.entries(TREE).map(([p, e]) => {
     const path = prefix + p;
     if (typeof e === 'string' || e instanceof Uint8Array) return { path, data: e };

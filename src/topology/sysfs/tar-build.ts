@@ -1,11 +1,11 @@
-// Build small tar archives in memory for tests, header by header (with the tar package's Header and
-// Pax encoders), so tests can make what a well-behaved tar never writes: entries with `..` or an
+// Build tar archives in memory, header by header (with the tar package's Header and
+// Pax encoders). Used by the snapshot writer, and by tests to make what a well-behaved tar never writes: entries with `..` or an
 // absolute path, GNU long-name records, pax records, hard links, truncated streams.
 
 import { gzipSync } from 'node:zlib';
 import { Header, type HeaderData, Pax } from 'tar';
 
-export type TestEntry =
+export type TarEntry =
   | { readonly path: string; readonly data: string | Uint8Array; readonly mode?: number }
   | { readonly path: string; readonly dir: true }
   | { readonly path: string; readonly symlink: string }
@@ -38,7 +38,7 @@ function gnuLong(type: 'NextFileHasLongPath' | 'NextFileHasLongLinkpath', value:
 }
 
 /** The blocks of one entry, with a long-name record first when its path needs one. */
-function entryBlocks(e: TestEntry, opts: BuildOptions): Uint8Array[] {
+function entryBlocks(e: TarEntry, opts: BuildOptions): Uint8Array[] {
   const out: Uint8Array[] = [];
   const data = 'data' in e ? (typeof e.data === 'string' ? enc.encode(e.data) : e.data) : new Uint8Array();
   const link = 'symlink' in e ? e.symlink : 'hardlink' in e ? e.hardlink : undefined;
@@ -70,7 +70,7 @@ export function fixChecksum(h: Uint8Array): void {
 }
 
 /** Concatenate entries into a tar stream ending with two zero blocks. */
-export function buildTar(entries: readonly TestEntry[], opts: BuildOptions = {}): Uint8Array {
+export function buildTar(entries: readonly TarEntry[], opts: BuildOptions = {}): Uint8Array {
   const parts = entries.flatMap((e) => entryBlocks(e, opts));
   parts.push(new Uint8Array(1024));
   const total = parts.reduce((n, p) => n + p.length, 0);
@@ -83,5 +83,5 @@ export function buildTar(entries: readonly TestEntry[], opts: BuildOptions = {})
   return out;
 }
 
-export const buildTarGz = (entries: readonly TestEntry[], opts: BuildOptions = {}): Uint8Array =>
+export const buildTarGz = (entries: readonly TarEntry[], opts: BuildOptions = {}): Uint8Array =>
   gzipSync(buildTar(entries, opts));

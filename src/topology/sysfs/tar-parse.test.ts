@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { TopologyError } from '../errors.js';
+import { buildTar, fixChecksum } from './tar-build.js';
 import { checkEntryPath, isTarHeader, parseTar } from './tar-parse.js';
-import { buildTar, fixChecksum } from './test-archives.js';
 
 const text = (b: Uint8Array): string => new TextDecoder().decode(b);
 const LONG = `sys/devices/pci0000:00/${'0000:00:02.0/'.repeat(12)}config`;
