@@ -13,7 +13,7 @@ import { type DevPagemap, freeZoneDevicePage } from './memremap.js';
 import type { MmState } from './mm.js';
 import { ramIndexOfPfn } from './phys-map.js';
 
-/** `PG_reserved`: set on ZONE_DEVICE pages by memmap_init_zone_device() (6.1). */
+/** `PG_reserved`: set on ZONE_DEVICE pages by 6.1's memmap_init_zone_device() (not modelled for newest). */
 export const PG_RESERVED = 1 << 0;
 
 export interface Page {

@@ -49,9 +49,9 @@ export interface P2pmemVma {
 /**
  * `p2pmem_alloc_mmap()`: map `lenBytes` of provider memory into a process. Each page gets count 1
  * (newest warns once if a fresh page's count is not 0) held by the mapping, and one pagemap reference.
- * @returns the mapping; ENOENT when the `allocate` file does not exist (6.1, no pool, or removed at
- *   unbind); EINVAL for a private mapping or a non-zero offset (with the kernel's info line); ENODEV
- *   without p2pdma state or when the provider is going away; ENOMEM when the pool has no room.
+ * @returns the mapping; ENOENT when the `allocate` file does not exist (6.1, no p2pdma state or no
+ *   pool, or removed at unbind); EINVAL for a private mapping or a non-zero offset (with the kernel's
+ *   info line); ENOMEM when the pool has no room; ENODEV when the pagemap is being torn down.
  */
 export function p2pmemAllocMmap(k: Kernel, pdev: PciFunction, vma: P2pmemVma): KResult<P2pmemMapping> {
   const st = pciP2pdmaOf(k, pdev);
