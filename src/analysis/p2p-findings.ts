@@ -105,10 +105,9 @@ function nearestSwitch(f: PciFunction): PciFunction | null {
 function slotMoveFix(provider: PciFunction, client: PciFunction): string {
   const sw = nearestSwitch(provider);
   if (sw)
-    return `move ${client.name} into a free slot below switch ${sw.name} (which already holds ${provider.name}): the path then stays inside the switch`;
+    return `move ${client.name} into a slot below switch ${sw.name} (beside ${provider.name}): the path then stays inside the switch`;
   const sw2 = nearestSwitch(client);
-  if (sw2)
-    return `move ${provider.name} into a free slot below switch ${sw2.name} (which already holds ${client.name})`;
+  if (sw2) return `move ${provider.name} into a slot below switch ${sw2.name} (beside ${client.name})`;
   return `put ${provider.name} and ${client.name} behind one PCIe switch (or two functions of one device): the path then stays below the host bridge`;
 }
 

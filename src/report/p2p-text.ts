@@ -133,7 +133,7 @@ export function renderP2pText(a: P2pAnalysis, opts: TextOptions): string {
   out.push(c.bold(`dmasim p2p: ${m.name}`));
   out.push(`source:   ${m.source.kind} ${m.source.path}`);
   out.push(
-    `kernel:   Linux ${a.version} model${m.kernelRelease ? ` (snapshot was taken on ${m.kernelRelease})` : ''}`,
+    `kernel:   Linux ${a.version} model${m.kernelRelease ? ` (the machine runs ${m.kernelRelease})` : ''}`,
   );
   out.push(`cpu:      ${cpu}`);
   out.push(
