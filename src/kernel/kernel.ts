@@ -7,6 +7,8 @@
 
 import type { Machine } from '../hw/pci.js';
 import { Engine } from '../sim/engine.js';
+import type { DmaContext } from './dma/dma-context.js';
+import { type DmaInitOptions, dmaInit } from './dma/dma-init.js';
 import { type MmState, mmInit } from './mm/mm.js';
 import type { PhysLayout } from './mm/phys-map.js';
 import { createP2pdmaContext, type P2pdmaContext } from './pci/p2pdma.js';
@@ -25,6 +27,8 @@ export interface KernelOptions {
   readonly echo?: ((l: LogLine) => void) | undefined;
   /** RAM layout when the machine does not describe it (src/kernel/mm/phys-map.ts). */
   readonly physLayout?: PhysLayout | undefined;
+  /** DMA mapping: iommu mode, swiotlb, dma-debug and more (src/kernel/dma/dma-init.ts). */
+  readonly dma?: DmaInitOptions | undefined;
 }
 
 export interface Kernel {
@@ -37,6 +41,8 @@ export interface Kernel {
   readonly p2p: P2pdmaContext;
   /** Memory management: physical map, struct pages, ZONE_DEVICE pagemaps (src/kernel/mm). */
   readonly mm: MmState;
+  /** DMA mapping: per-device DMA state, swiotlb, IOMMU domains, the debug ledger (src/kernel/dma). */
+  readonly dma: DmaContext;
 }
 
 /** Boot a kernel model on a machine. */
@@ -45,5 +51,7 @@ export function bootKernel(machine: Machine, opts: KernelOptions): Kernel {
   const log = createKernelLog(() => engine.nowNs, opts.echo);
   const p2p = createP2pdmaContext(machine, opts.version, { log: (l) => log.printk('warn', l) });
   const base = { machine, version: opts.version, engine, nrCpus: opts.nrCpus ?? 2, log, p2p };
-  return { ...base, mm: mmInit(base, opts.physLayout) };
+  const kernel = { ...base, mm: mmInit(base, opts.physLayout), dma: null as unknown as DmaContext };
+  kernel.dma = dmaInit(kernel, opts.dma);
+  return kernel;
 }
