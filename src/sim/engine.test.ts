@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Engine } from './engine.js';
 import { sleep, spawn, WaitQueue, waitOn } from './task.js';
@@ -54,6 +55,32 @@ describe('Engine', () => {
     e.run();
     // now + (at - now) would round to 1061.3875882978127 here.
     expect(at).toBe(1061.3875882978125);
+  });
+  it('fires any schedule in (time, insertion) order, never a cancelled event', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ delay: fc.integer({ min: 0, max: 50 }), cancel: fc.boolean() }), {
+          maxLength: 300,
+        }),
+        (specs) => {
+          const e = new Engine();
+          const fired: number[] = [];
+          const hs = specs.map((s, i) => e.schedule(s.delay, () => fired.push(i)));
+          specs.forEach((s, i) => {
+            if (s.cancel) expect(e.cancel(hs[i]!)).toBe(true);
+          });
+          e.run();
+          const expected = specs
+            .map((s, i) => ({ ...s, i }))
+            .filter((s) => !s.cancel)
+            .sort((a, b) => a.delay - b.delay || a.i - b.i)
+            .map((s) => s.i);
+          expect(fired).toEqual(expected);
+          expect(e.eventsFired).toBe(expected.length);
+          expect(e.pending).toBe(false);
+        },
+      ),
+    );
   });
   it('runs tasks that sleep and wait with timeouts', () => {
     const e = new Engine();

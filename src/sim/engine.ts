@@ -15,13 +15,13 @@ export interface EventHandle {
   readonly id: number;
 }
 
-type EventState = 'pending' | 'fired' | 'cancelled';
-
-/** One scheduled event; it is also the handle given to the caller, so cancel needs no lookup table. */
+/**
+ * One scheduled event; it is also the handle given to the caller, so cancel needs no lookup table.
+ * `fn` is null once the event has fired or been cancelled.
+ */
 class EventRecord implements EventHandle {
   readonly id: number;
   fn: EventFn | null;
-  state: EventState = 'pending';
   constructor(id: number, fn: EventFn) {
     this.id = id;
     this.fn = fn;
@@ -29,68 +29,66 @@ class EventRecord implements EventHandle {
 }
 
 /**
- * Binary min-heap over parallel arrays (time, seq, record). `pop` returns the record and leaves its time
- * in `poppedTime`, so firing an event allocates nothing.
+ * Binary min-heap over two parallel arrays (time, record), ordered by (time, record id). Ties on time
+ * are rare, so the id is read from the record only then. `pop` returns the record and leaves its
+ * time in `poppedTime`, so firing an event allocates nothing.
  */
 class EventHeap {
   private times: number[] = [];
-  private seqs: number[] = [];
   private recs: EventRecord[] = [];
   poppedTime = 0;
   get size(): number {
     return this.times.length;
   }
   push(t: number, rec: EventRecord): void {
-    const { times, seqs, recs } = this;
-    const seq = rec.id;
+    const { times, recs } = this;
+    const id = rec.id;
     let i = times.length;
     times.push(t);
-    seqs.push(seq);
     recs.push(rec);
     while (i > 0) {
       const p = (i - 1) >> 1;
       const pt = times[p]!;
-      if (pt < t || (pt === t && seqs[p]! < seq)) break;
+      if (pt < t || (pt === t && recs[p]!.id < id)) break;
       times[i] = pt;
-      seqs[i] = seqs[p]!;
       recs[i] = recs[p]!;
       i = p;
     }
     times[i] = t;
-    seqs[i] = seq;
     recs[i] = rec;
   }
   peekTime(): number {
     return this.times[0]!;
   }
-  peekCancelled(): boolean {
-    return this.recs[0]!.fn === null;
-  }
   pop(): EventRecord {
-    const { times, seqs, recs } = this;
+    const { times, recs } = this;
     const top = recs[0]!;
     this.poppedTime = times[0]!;
     const lt = times.pop()!;
-    const ls = seqs.pop()!;
     const lr = recs.pop()!;
     const n = times.length;
     if (n > 0) {
+      const lid = lr.id;
       let i = 0;
       for (;;) {
         const l = 2 * i + 1;
         if (l >= n) break;
         const r = l + 1;
         let c = l;
-        if (r < n && (times[r]! < times[l]! || (times[r] === times[l] && seqs[r]! < seqs[l]!))) c = r;
-        const ct = times[c]!;
-        if (lt < ct || (lt === ct && ls < seqs[c]!)) break;
+        let ct = times[l]!;
+        if (r < n) {
+          const rt = times[r]!;
+          if (rt < ct || (rt === ct && recs[r]!.id < recs[l]!.id)) {
+            c = r;
+            ct = rt;
+          }
+        }
+        if (lt < ct || (lt === ct && lid < recs[c]!.id)) break;
         times[i] = ct;
-        seqs[i] = seqs[c]!;
         recs[i] = recs[c]!;
         i = c;
       }
       times[i] = lt;
-      seqs[i] = ls;
       recs[i] = lr;
     }
     return top;
@@ -140,8 +138,7 @@ export class Engine {
 
   /** Cancel a pending event; returns false if it already fired, was already cancelled, or is not ours. */
   cancel(h: EventHandle): boolean {
-    if (!(h instanceof EventRecord) || h.state !== 'pending') return false;
-    h.state = 'cancelled';
+    if (!(h instanceof EventRecord) || h.fn === null) return false;
     h.fn = null;
     this.live--;
     return true;
@@ -149,7 +146,7 @@ export class Engine {
 
   /** True while `h` is scheduled and has neither fired nor been cancelled. */
   isPending(h: EventHandle): boolean {
-    return h instanceof EventRecord && h.state === 'pending';
+    return h instanceof EventRecord && h.fn !== null;
   }
 
   /** True while events are pending (cancelled ones do not count). */
@@ -164,12 +161,7 @@ export class Engine {
       const rec = heap.pop();
       const fn = rec.fn;
       if (fn === null) continue;
-      rec.fn = null;
-      rec.state = 'fired';
-      this.live--;
-      this.nowNsValue = heap.poppedTime;
-      this.eventsFired++;
-      fn();
+      this.fire(rec, fn, heap.poppedTime);
       return true;
     }
     return false;
@@ -178,17 +170,24 @@ export class Engine {
   /** Run until the queue is empty or virtual time would pass `untilNs`. */
   run(untilNs = Number.POSITIVE_INFINITY): void {
     const heap = this.heap;
+    // One entry per iteration, time checked each time: a cancelled entry at or before untilNs is
+    // dropped without letting a later event fire.
     while (heap.size > 0) {
-      // Drop cancelled heads first, so one cannot let step() fire an event later than untilNs.
-      if (heap.peekCancelled()) {
-        heap.pop();
-        continue;
-      }
       if (heap.peekTime() > untilNs) {
         this.nowNsValue = untilNs;
         return;
       }
-      this.step();
+      const rec = heap.pop();
+      const fn = rec.fn;
+      if (fn !== null) this.fire(rec, fn, heap.poppedTime);
     }
+  }
+
+  private fire(rec: EventRecord, fn: EventFn, atNs: number): void {
+    rec.fn = null;
+    this.live--;
+    this.nowNsValue = atNs;
+    this.eventsFired++;
+    fn();
   }
 }
