@@ -19,12 +19,14 @@ import {
   dmaBufAttachmentIsDynamic,
   dmaBufIsDynamic,
   dmaBufLog,
+  dmaBufUseAfterFree,
   mapDmaBufCore,
 } from './dma-buf.js';
+import { attachArg, callText, DMA_DIR_NAME } from './dma-buf-call.js';
 import { dmaResvAssertHeld, dmaResvHeld, dmaResvLock, dmaResvUnlock, dmaResvUsageRw } from './dma-resv.js';
 import { dmaResvWaitTimeout } from './dma-resv-iter.js';
 import { current, type KTaskOp, MAX_SCHEDULE_TIMEOUT, scheduleTimeout, wakeUpProcess } from './sched.js';
-import { warn, warnOn } from './world.js';
+import { warn, warnOn, withCall, withCallOp } from './world.js';
 
 const PAGE_SIZE = 4096n;
 
@@ -79,9 +81,15 @@ function checkPageAligned(attach: DmaBufAttachment, sgt: SgTable): boolean {
  *   interrupted; EINVAL (newest, CONFIG_DMA_API_DEBUG) for segments that are not page aligned.
  * May sleep (static importers wait for KERNEL fences).
  */
-export function* dmaBufMapAttachment(attach: DmaBufAttachment, dir: DmaDirection): KTaskOp<KResult<SgTable>> {
+export function dmaBufMapAttachment(attach: DmaBufAttachment, dir: DmaDirection): KTaskOp<KResult<SgTable>> {
+  const call = callText('dma_buf_map_attachment', { attach: attachArg(attach), dir: DMA_DIR_NAME[dir] });
+  return withCallOp(attach.dmabuf.world, call, mapAttachment(attach, dir));
+}
+
+function* mapAttachment(attach: DmaBufAttachment, dir: DmaDirection): KTaskOp<KResult<SgTable>> {
   const { dmabuf } = attach;
   const world = dmabuf.world;
+  if (dmaBufUseAfterFree(dmabuf, 'dma_buf_map_attachment')) return err('EINVAL', 'dma-buf already released');
   if (warnOn(world, attach.detached, 'dma_buf_map_attachment', '!attach || !attach->dmabuf')) {
     return err('EINVAL', 'attachment is detached');
   }
@@ -127,7 +135,13 @@ export function* dmaBufMapAttachment(attach: DmaBufAttachment, dir: DmaDirection
 
 /** dma_buf_unmap_attachment(): give back a table from dmaBufMapAttachment. Resv lock held (see the rule). */
 export function dmaBufUnmapAttachment(attach: DmaBufAttachment, sgt: SgTable, dir: DmaDirection): void {
+  const call = callText('dma_buf_unmap_attachment', { attach: attachArg(attach), dir: DMA_DIR_NAME[dir] });
+  withCall(attach.dmabuf.world, call, () => unmapAttachment(attach, sgt, dir));
+}
+
+function unmapAttachment(attach: DmaBufAttachment, sgt: SgTable, dir: DmaDirection): void {
   const { dmabuf } = attach;
+  if (dmaBufUseAfterFree(dmabuf, 'dma_buf_unmap_attachment')) return;
   if (
     warnOn(
       dmabuf.world,
@@ -175,11 +189,11 @@ export function* dmaBufUnmapAttachmentUnlocked(
  */
 export function dmaBufInvalidateMappings(dmabuf: DmaBuf): void {
   const op = dmabuf.world.facts.dmabufInvalidateOp;
-  dmaResvAssertHeld(
-    dmabuf.resv,
-    op === 'move_notify' ? 'dma_buf_move_notify' : 'dma_buf_invalidate_mappings',
-  );
-  for (const attach of [...dmabuf.attachments]) attach.importerOps?.[op]?.(attach);
+  const func = op === 'move_notify' ? 'dma_buf_move_notify' : 'dma_buf_invalidate_mappings';
+  withCall(dmabuf.world, callText(func, { dmabuf: dmabuf.expName }), () => {
+    dmaResvAssertHeld(dmabuf.resv, func);
+    for (const attach of [...dmabuf.attachments]) attach.importerOps?.[op]?.(attach);
+  });
 }
 
 export const dmaBufMoveNotify = dmaBufInvalidateMappings;

@@ -148,7 +148,12 @@ describe('dma_buf_export', () => {
     dmaBufPut(dmabuf);
     expect(state.events.at(-1)).toBe('release');
     expect(w.warnings).toEqual([
-      { func: 'dma_buf_release', message: 'WARN_ON(!list_empty(&dmabuf->attachments))' },
+      {
+        func: 'dma_buf_release',
+        message: 'WARN_ON(!list_empty(&dmabuf->attachments))',
+        call: 'dma_buf_put(dmabuf=mock)',
+        backtrace: ['dma_buf_put(dmabuf=mock)'],
+      },
     ]);
   });
 });
@@ -226,9 +231,9 @@ describe('pinning and the 6.1 sg_table cache', () => {
     expect(dmaBufPin(d.value).ok).toBe(true);
     dmaResvUnlock(dmabuf.resv);
     expect(state.pins).toBe(2);
-    expect(w.warnings.map((x) => x.message)).toEqual([
-      'WARN_ON(!dma_buf_attachment_is_dynamic(attach))',
-      'WARN_ON(debug_locks && !lockdep_is_held(&obj->lock.base))',
+    expect(w.warnings.map((x) => [x.message, x.call])).toEqual([
+      ['WARN_ON(!attach->importer_ops)', 'dma_buf_pin(attach=static:mock)'],
+      ['WARN_ON(debug_locks && !lockdep_is_held(&obj->lock.base))', 'dma_buf_pin(attach=static:mock)'],
     ]);
   });
 });

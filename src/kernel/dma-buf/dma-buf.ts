@@ -10,6 +10,7 @@
 import type { DmaDirection } from '../dma/dma-types.js';
 import { err, type KResult, ok } from '../errno.js';
 import type { SgTable } from '../lib/scatterlist.js';
+import { attachArg, callText } from './dma-buf-call.js';
 import {
   type DmaResv,
   dmaResvAssertHeld,
@@ -20,7 +21,7 @@ import {
 } from './dma-resv.js';
 import { dmaResvWaitTimeout } from './dma-resv-iter.js';
 import { type KTaskOp, type KThread, MAX_SCHEDULE_TIMEOUT } from './sched.js';
-import { type DmaBufWorld, warnOn } from './world.js';
+import { type DmaBufWorld, warn, warnOn, withCall, withCallOp } from './world.js';
 
 /** The device an attachment is for; any model device with a name (a DmaDevice fits). */
 export interface DmaBufDev {
@@ -175,12 +176,29 @@ export function getDmaBuf(dmabuf: DmaBuf): DmaBuf {
  * release op, the embedded resv's fences, and a WARN if attachments are still there.
  */
 export function dmaBufPut(dmabuf: DmaBuf): void {
-  if (warnOn(dmabuf.world, dmabuf.released, 'dma_buf_put', '!dmabuf || !dmabuf->file')) return;
-  if (--dmabuf.fileRefs > 0) return;
-  dmabuf.released = true;
-  dmabuf.ops.release(dmabuf);
-  if (dmabuf.ownsResv) dmaResvFini(dmabuf.resv);
-  warnOn(dmabuf.world, dmabuf.attachments.length > 0, 'dma_buf_release', '!list_empty(&dmabuf->attachments)');
+  withCall(dmabuf.world, callText('dma_buf_put', { dmabuf: dmabuf.expName }), () => {
+    if (warnOn(dmabuf.world, dmabuf.released, 'dma_buf_put', '!dmabuf || !dmabuf->file')) return;
+    if (--dmabuf.fileRefs > 0) return;
+    dmabuf.released = true;
+    dmabuf.ops.release(dmabuf);
+    if (dmabuf.ownsResv) dmaResvFini(dmabuf.resv);
+    warnOn(
+      dmabuf.world,
+      dmabuf.attachments.length > 0,
+      'dma_buf_release',
+      '!list_empty(&dmabuf->attachments)',
+    );
+  });
+}
+
+/**
+ * An attachment used after its dma-buf was released: the kernel would touch freed memory, which a
+ * KASAN kernel reports as a slab use-after-free in `func`. @returns true (and reports) when released.
+ */
+export function dmaBufUseAfterFree(dmabuf: DmaBuf, func: string): boolean {
+  if (!dmabuf.released) return false;
+  warn(dmabuf.world, func, `BUG: KASAN: slab-use-after-free in ${func}`);
+  return true;
 }
 
 function newAttachment(
@@ -245,13 +263,28 @@ export function* mapDmaBufCore(attach: DmaBufAttachment, dir: DmaDirection): KTa
  *   move_notify; the exporter's attach error (e.g. EOPNOTSUPP, ENODEV); 6.1: errors of the pre-map.
  * Takes the resv lock: may sleep.
  */
-export function* dmaBufDynamicAttach(
+export function dmaBufDynamicAttach(
   dmabuf: DmaBuf,
   dev: DmaBufDev | null,
   importerOps: DmaBufAttachOps | null,
   importerPriv: unknown = null,
 ): KTaskOp<KResult<DmaBufAttachment>> {
+  const call = callText('dma_buf_dynamic_attach', {
+    dmabuf: dmabuf.expName,
+    dev: dev?.name ?? null,
+    importer_ops: importerOps === null ? null : 'set',
+  });
+  return withCallOp(dmabuf.world, call, dynamicAttach(dmabuf, dev, importerOps, importerPriv));
+}
+
+function* dynamicAttach(
+  dmabuf: DmaBuf,
+  dev: DmaBufDev | null,
+  importerOps: DmaBufAttachOps | null,
+  importerPriv: unknown,
+): KTaskOp<KResult<DmaBufAttachment>> {
   const world = dmabuf.world;
+  if (dmaBufUseAfterFree(dmabuf, 'dma_buf_dynamic_attach')) return err('EINVAL', 'dma-buf already released');
   if (warnOn(world, dev === null, 'dma_buf_dynamic_attach', '!dmabuf || !dev'))
     return err('EINVAL', 'no device');
   const needsMoveNotify = world.facts.dmabufInvalidateOp === 'move_notify';
@@ -292,7 +325,13 @@ export const dmaBufAttach = (dmabuf: DmaBuf, dev: DmaBufDev | null): KTaskOp<KRe
  * dma_buf_detach(): drop the attachment (6.1 first unmaps and unpins the cached mapping); the resv lock is
  * taken only around the list removal, the exporter's detach runs outside it. May sleep.
  */
-export function* dmaBufDetach(dmabuf: DmaBuf, attach: DmaBufAttachment): KTaskOp<void> {
+export function dmaBufDetach(dmabuf: DmaBuf, attach: DmaBufAttachment): KTaskOp<void> {
+  const call = callText('dma_buf_detach', { dmabuf: dmabuf.expName, attach: attachArg(attach) });
+  return withCallOp(dmabuf.world, call, detach(dmabuf, attach));
+}
+
+function* detach(dmabuf: DmaBuf, attach: DmaBufAttachment): KTaskOp<void> {
+  if (dmaBufUseAfterFree(dmabuf, 'dma_buf_detach')) return;
   if (
     warnOn(
       dmabuf.world,
@@ -326,27 +365,33 @@ export function* dmaBufDetach(dmabuf: DmaBuf, attach: DmaBufAttachment): KTaskOp
  */
 export function dmaBufPin(attach: DmaBufAttachment): KResult<undefined> {
   const dmabuf = attach.dmabuf;
-  warnOn(
-    dmabuf.world,
-    !dmaBufAttachmentIsDynamic(attach),
-    'dma_buf_pin',
-    '!dma_buf_attachment_is_dynamic(attach)',
-  );
-  dmaResvAssertHeld(dmabuf.resv, 'dma_buf_pin');
-  return dmabuf.ops.pin ? dmabuf.ops.pin(attach) : ok(undefined);
+  return withCall(dmabuf.world, callText('dma_buf_pin', { attach: attachArg(attach) }), () => {
+    if (dmaBufUseAfterFree(dmabuf, 'dma_buf_pin')) return err('EINVAL', 'dma-buf already released');
+    warnOn(
+      dmabuf.world,
+      !dmaBufAttachmentIsDynamic(attach),
+      'dma_buf_pin',
+      dmabuf.world.facts.dmabufPinWarnCond,
+    );
+    dmaResvAssertHeld(dmabuf.resv, 'dma_buf_pin');
+    return dmabuf.ops.pin ? dmabuf.ops.pin(attach) : ok(undefined);
+  });
 }
 
 /** dma_buf_unpin(). Resv lock held; WARN for static attachments. */
 export function dmaBufUnpin(attach: DmaBufAttachment): void {
   const dmabuf = attach.dmabuf;
-  warnOn(
-    dmabuf.world,
-    !dmaBufAttachmentIsDynamic(attach),
-    'dma_buf_unpin',
-    '!dma_buf_attachment_is_dynamic(attach)',
-  );
-  dmaResvAssertHeld(dmabuf.resv, 'dma_buf_unpin');
-  dmabuf.ops.unpin?.(attach);
+  withCall(dmabuf.world, callText('dma_buf_unpin', { attach: attachArg(attach) }), () => {
+    if (dmaBufUseAfterFree(dmabuf, 'dma_buf_unpin')) return;
+    warnOn(
+      dmabuf.world,
+      !dmaBufAttachmentIsDynamic(attach),
+      'dma_buf_unpin',
+      dmabuf.world.facts.dmabufPinWarnCond,
+    );
+    dmaResvAssertHeld(dmabuf.resv, 'dma_buf_unpin');
+    dmabuf.ops.unpin?.(attach);
+  });
 }
 
 /** Report a problem the kernel prints without WARN (pr_debug and friends). */

@@ -29,11 +29,13 @@ export interface KThread {
   sigPending: boolean;
   /** What wake_up_process() wakes: the thread parks here in schedule_timeout(). */
   readonly wake: WaitQueue;
+  /** The recorded calls this thread is inside, outermost first (see withCall in world.ts). */
+  readonly calls: string[];
 }
 
 /** A thread record that is not (yet) running as a task. */
 export function kthreadCreate(world: DmaBufWorld, name: string): KThread {
-  return { name, world, task: null, state: 'running', sigPending: false, wake: new WaitQueue() };
+  return { name, world, task: null, state: 'running', sigPending: false, wake: new WaitQueue(), calls: [] };
 }
 
 /** Run `body` with `world.current` set to `kt` for every step it takes. */

@@ -9,7 +9,7 @@
 import { Engine } from '../../sim/engine.js';
 import { DEFAULT_KERNEL, type KernelVersion } from '../profile.js';
 import type { DmaFence } from './dma-fence.js';
-import { type KThread, kthreadCreate } from './sched.js';
+import { type KTaskOp, type KThread, kthreadCreate } from './sched.js';
 import type { WwClass } from './ww-mutex.js';
 
 /** Which kernel the world behaves like: Linux 6.1 (the oracle kernel) or mainline as of 2026. */
@@ -43,6 +43,8 @@ export interface DmaBufFacts {
   readonly dmabufMoveNotifyOptional: boolean;
   /** With CONFIG_DMA_API_DEBUG an unaligned mapping fails with -EINVAL (newest) instead of a pr_debug line. */
   readonly dmabufUnalignedMapFails: boolean;
+  /** The WARN_ON condition dma_buf_pin()/dma_buf_unpin() print for a static attachment (reworded in 2025). */
+  readonly dmabufPinWarnCond: string;
 }
 
 export const DMA_BUF_FACTS: Readonly<Record<KernelVersion, DmaBufFacts>> = {
@@ -57,6 +59,7 @@ export const DMA_BUF_FACTS: Readonly<Record<KernelVersion, DmaBufFacts>> = {
     dmabufInvalidateOp: 'move_notify',
     dmabufMoveNotifyOptional: true,
     dmabufUnalignedMapFails: false,
+    dmabufPinWarnCond: '!dma_buf_attachment_is_dynamic(attach)',
   },
   newest: {
     signalReturnsInt: false,
@@ -69,13 +72,20 @@ export const DMA_BUF_FACTS: Readonly<Record<KernelVersion, DmaBufFacts>> = {
     dmabufInvalidateOp: 'invalidate_mappings',
     dmabufMoveNotifyOptional: false,
     dmabufUnalignedMapFails: true,
+    dmabufPinWarnCond: '!attach->importer_ops',
   },
 };
 
-/** One WARN / WARN_ON / DEBUG_LOCKS_WARN_ON / lockdep report: the function and the kernel's text. */
+/**
+ * One WARN / WARN_ON / DEBUG_LOCKS_WARN_ON / lockdep report: the function and the kernel's text, and,
+ * when it fired inside an entry point that records its call (see `withCall`), the offending call with
+ * its arguments and the chain of calls around it, innermost first (the model's WARN backtrace).
+ */
 export interface KernelWarning {
   readonly func: string;
   readonly message: string;
+  readonly call?: string;
+  readonly backtrace?: readonly string[];
 }
 
 export interface DmaBufWorld {
@@ -143,7 +153,34 @@ export function createDmaBufWorld(opts: DmaBufWorldOptions = {}): DmaBufWorld {
 
 /** Record a kernel warning (the model reports WARN-level rules, it never throws for them). */
 export function warn(world: DmaBufWorld, func: string, message: string): void {
-  world.warnings.push({ func, message });
+  const calls = world.current.calls;
+  if (calls.length === 0) world.warnings.push({ func, message });
+  else world.warnings.push({ func, message, call: calls.at(-1)!, backtrace: [...calls].reverse() });
+}
+
+/**
+ * Run `fn` as the call `text` (a function name with its arguments, e.g.
+ * `dma_buf_unpin(attach=mlx5_0:gpu-bo0)`): warnings raised inside name it, as a WARN backtrace would.
+ */
+export function withCall<T>(world: DmaBufWorld, text: string, fn: () => T): T {
+  const calls = world.current.calls;
+  calls.push(text);
+  try {
+    return fn();
+  } finally {
+    calls.pop();
+  }
+}
+
+/** `withCall` for a task operation: the call stays recorded on this thread across its sleeps. */
+export function* withCallOp<T>(world: DmaBufWorld, text: string, op: KTaskOp<T>): KTaskOp<T> {
+  const calls = world.current.calls;
+  calls.push(text);
+  try {
+    return yield* op;
+  } finally {
+    calls.pop();
+  }
 }
 
 /** WARN_ON(cond): record `WARN_ON(<text>)` when cond holds; returns cond like the kernel macro. */
