@@ -61,11 +61,15 @@ const gz = gzipSync(writeSnapshotTar(machine, 'big'));
 writeFileSync(file, gz);
 const writeMs = now() - s;
 const loads: number[] = [];
+const loadCpu: number[] = [];
 let loadedFns = 0;
 for (let r = 0; r < 3; r++) {
   s = now();
+  const c0 = process.cpuUsage();
   const back = await openSnapshot(file);
+  const c1 = process.cpuUsage(c0);
   loads.push(now() - s);
+  loadCpu.push((c1.user + c1.system) / 1000);
   loadedFns = back.functions.length;
 }
 rmSync(dir, { recursive: true, force: true });
@@ -80,7 +84,7 @@ console.log(
   `faithful walk:      ${(walkPairsPerSec / 1e6).toFixed(2)} M pairs/s (calc_map_type_and_dist on ${sample.toLocaleString()} sampled pairs)`,
 );
 console.log(
-  `snapshot:           ${(gz.length / 1e6).toFixed(2)} MB .tar.gz written in ${writeMs.toFixed(0)} ms; openSnapshot ${loadMs.toFixed(0)} ms (median of 3, ${loadedFns} functions)`,
+  `snapshot:           ${(gz.length / 1e6).toFixed(2)} MB .tar.gz written in ${writeMs.toFixed(0)} ms; openSnapshot ${loadMs.toFixed(0)} ms wall, ${median(loadCpu).toFixed(0)} ms CPU (median of 3, ${loadedFns} functions)`,
 );
 console.log(
   JSON.stringify({
@@ -91,6 +95,7 @@ console.log(
     matrixMs: Math.round(matrixMs),
     walkPairsPerSec: Math.round(walkPairsPerSec),
     loadMs: Math.round(loadMs),
+    loadCpuMs: Math.round(median(loadCpu)),
     snapshotBytes: gz.length,
   }),
 );
