@@ -144,7 +144,7 @@ export function dmaMapPhyr(
   const pr = plan(dev, list);
   if (!pr.ok) return pr;
   const p = pr.value;
-  const first = p.bus.findIndex((b) => b === null);
+  const first = p.bus.indexOf(null);
   if (first >= 0 && p.aligned && dev.ops.iova !== null) {
     const state = newDmaIovaState();
     if (dmaIovaTryAlloc(dev, state, p.phys[first]!, bytes(p.mapBytes)))

@@ -177,8 +177,11 @@ export function iommuDmaMapRange(
   return dmaAddr(iova + off);
 }
 
-/** `dev_use_swiotlb()`: untrusted devices bounce unaligned buffers (x86: no kmalloc bouncing). */
-export const devUseSwiotlb = (dev: DmaDevice): boolean => devIsUntrusted(dev) && dev.ctx.swiotlb !== null;
+/**
+ * `dev_use_swiotlb()`: untrusted devices bounce unaligned buffers (x86: no kmalloc bouncing). Like
+ * CONFIG_SWIOTLB it does not ask whether a pool exists; `iommuDmaMapSwiotlb()` finds out.
+ */
+export const devUseSwiotlb = (dev: DmaDevice): boolean => devIsUntrusted(dev);
 
 /** Is any byte of [phys, phys + size) outside whole granules (`iova_unaligned()`)? */
 export const iovaUnaligned = (c: IommuDmaCookie, phys: bigint, size: bigint): boolean =>
