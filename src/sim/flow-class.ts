@@ -4,7 +4,7 @@
 import type { Bytes } from '../hw/addr.js';
 import type { EventHandle } from './engine.js';
 import type { SolveClass, SolveResource } from './flow-solve.js';
-import { MinHeap } from './min-heap.js';
+import { type HeapSlot, MinHeap } from './min-heap.js';
 
 /** A shared capacity: one direction of a link, a crossbar, a memory controller. */
 export class FlowResource implements SolveResource {
@@ -87,7 +87,7 @@ export class Flow {
 }
 
 /** @internal Flows with one path and one cap: one rate, one service counter. */
-export class FlowClass implements SolveClass {
+export class FlowClass implements SolveClass, HeapSlot {
   readonly key: string;
   readonly path: readonly FlowResource[];
   readonly capBytesPerNs: number;
@@ -97,8 +97,11 @@ export class FlowClass implements SolveClass {
   rateBytesPerNs = 0;
   serviceBytes = 0;
   serviceNs: number;
-  /** Time of its next member completion (Infinity when the rate is 0). */
-  dueNs = Number.POSITIVE_INFINITY;
+  /** Position in the completion queue (-1: not queued) and its key, the next member completion time. */
+  heapIndex = -1;
+  heapKey = Number.POSITIVE_INFINITY;
+  /** Members joined or left since the last solve, so its completion time must be recomputed. */
+  changed = false;
   dead = false;
   frozen = false;
   newRateBytesPerNs = 0;

@@ -20,7 +20,7 @@ import type { Engine, EventHandle } from './engine.js';
 import { Flow, FlowClass, type FlowOptions, FlowResource, type ResourceStats } from './flow-class.js';
 import { solveMaxMin } from './flow-solve.js';
 import type { LinkRate } from './link-rate.js';
-import { MinHeap } from './min-heap.js';
+import { IndexedMinHeap } from './min-heap.js';
 
 export { Flow, type FlowOptions, FlowResource, type FlowState, type ResourceStats } from './flow-class.js';
 
@@ -33,7 +33,7 @@ export class FlowModel {
   completed = 0;
   solves = 0;
   private readonly classes = new Map<string, FlowClass>();
-  private readonly due = new MinHeap<FlowClass>();
+  private readonly due = new IndexedMinHeap<FlowClass>();
   private wake: EventHandle | null = null;
   private wakeNs = INF;
   private readonly dirtyRes: FlowResource[] = [];
@@ -172,6 +172,7 @@ export class FlowModel {
     f.target = c.serviceBytes + f.sizeBytes;
     c.members.push(f.target, f);
     c.count++;
+    c.changed = true;
     this.active++;
     for (const r of f.path) {
       r.flowCount++;
@@ -185,6 +186,7 @@ export class FlowModel {
   private leave(f: Flow): void {
     const c = f.cls!;
     c.count--;
+    c.changed = true;
     this.active--;
     for (const r of c.path) {
       r.flowCount--;
@@ -193,6 +195,7 @@ export class FlowModel {
     this.markCls(c);
     if (c.count === 0) {
       c.dead = true;
+      this.due.delete(c);
       for (const r of c.path) r.classes.delete(c);
       this.classes.delete(c.key);
     }
@@ -233,16 +236,6 @@ export class FlowModel {
     const ep = ++this.epoch;
     const res: FlowResource[] = [];
     const cls: FlowClass[] = [];
-    const addCls = (c: FlowClass): void => {
-      if (c.mark === ep || c.dead) return;
-      c.mark = ep;
-      cls.push(c);
-      for (const q of c.path)
-        if (q.mark !== ep) {
-          q.mark = ep;
-          res.push(q);
-        }
-    };
     for (const r of this.dirtyRes) {
       r.dirty = false;
       if (r.mark !== ep) {
@@ -252,16 +245,36 @@ export class FlowModel {
     }
     for (const c of this.dirtyCls) {
       c.dirty = false;
-      addCls(c);
+      if (c.dead || c.mark === ep) continue;
+      c.mark = ep;
+      cls.push(c);
+      for (const q of c.path)
+        if (q.mark !== ep) {
+          q.mark = ep;
+          res.push(q);
+        }
     }
     this.dirtyRes.length = 0;
     this.dirtyCls.length = 0;
-    // Breadth-first over resources: res grows while we walk it.
-    for (let i = 0; i < res.length; i++) for (const c of res[i]!.classes) addCls(c);
+    // Breadth-first over resources: res grows while we walk it, until the component is closed.
+    for (let i = 0; i < res.length; i++)
+      for (const c of res[i]!.classes) {
+        if (c.mark === ep) continue;
+        c.mark = ep;
+        cls.push(c);
+        for (const q of c.path)
+          if (q.mark !== ep) {
+            q.mark = ep;
+            res.push(q);
+          }
+      }
     for (const r of res) account(r, now);
     for (const c of cls) c.advance(now);
     solveMaxMin(cls, res);
     for (const c of cls) {
+      // Same rate and same members: the completion time already queued is still right.
+      if (!c.changed && c.newRateBytesPerNs === c.rateBytesPerNs) continue;
+      c.changed = false;
       c.rateBytesPerNs = c.newRateBytesPerNs;
       this.reschedule(c, now);
     }
@@ -273,15 +286,12 @@ export class FlowModel {
     const left = t - c.serviceBytes;
     const dueNs =
       t === INF ? INF : left <= 0 ? now : c.rateBytesPerNs > 0 ? now + left / c.rateBytesPerNs : INF;
-    if (dueNs === c.dueNs) return;
-    c.dueNs = dueNs;
-    if (dueNs !== INF) this.due.push(dueNs, c);
+    if (dueNs === INF) this.due.delete(c);
+    else this.due.set(c, dueNs);
   }
 
   private armWake(): void {
-    const due = this.due;
-    while (due.size > 0 && (due.peek().dead || due.peekKey() !== due.peek().dueNs)) due.pop();
-    const t = due.peekKey();
+    const t = this.due.peekKey();
     if (t === this.wakeNs) return;
     if (this.wake) this.engine.cancel(this.wake);
     this.wake = t === INF ? null : this.engine.scheduleAt(t, () => this.onWake());
@@ -297,8 +307,7 @@ export class FlowModel {
     const due = this.due;
     while (due.size > 0 && due.peekKey() <= now) {
       const c = due.pop();
-      if (c.dead || due.poppedKey !== c.dueNs) continue;
-      c.dueNs = INF;
+      c.changed = true;
       c.advance(now);
       // The wake-up was computed for the smallest target: land on it exactly despite rounding.
       const first = c.minTarget();

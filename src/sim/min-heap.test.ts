@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { MinHeap } from './min-heap.js';
+import { IndexedMinHeap, MinHeap } from './min-heap.js';
 
 describe('MinHeap', () => {
   it('pops keys in ascending order, whatever the push order', () => {
@@ -26,5 +26,36 @@ describe('MinHeap', () => {
     expect(h.peek()).toBe('a');
     h.clear();
     expect(h.size).toBe(0);
+  });
+});
+
+describe('IndexedMinHeap', () => {
+  it('keeps the minimum right under any mix of inserts, key moves and deletes', () => {
+    type Item = { id: number; heapIndex: number; heapKey: number };
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 19 }), fc.integer({ min: -50, max: 50 }), fc.boolean())),
+        (ops) => {
+          const h = new IndexedMinHeap<Item>();
+          const items: Item[] = Array.from({ length: 20 }, (_, id) => ({ id, heapIndex: -1, heapKey: 0 }));
+          const ref = new Map<number, number>();
+          for (const [id, key, del] of ops) {
+            if (del) {
+              h.delete(items[id]!);
+              ref.delete(id);
+            } else {
+              h.set(items[id]!, key);
+              ref.set(id, key);
+            }
+            expect(h.size).toBe(ref.size);
+            expect(h.peekKey()).toBe(ref.size ? Math.min(...ref.values()) : Number.POSITIVE_INFINITY);
+          }
+          const out: number[] = [];
+          while (h.size > 0) out.push(h.pop().heapKey);
+          expect(out).toEqual([...ref.values()].sort((a, b) => a - b));
+          expect(items.every((it) => it.heapIndex === -1)).toBe(true);
+        },
+      ),
+    );
   });
 });
