@@ -52,6 +52,22 @@ export const PCI_ACS_CR = 0x0008;
 export const PCI_ACS_UF = 0x0010;
 export const PCI_ACS_EC = 0x0020;
 export const PCI_ACS_DT = 0x0040;
+/** ACS control/capability bit names, in bit order. */
+export const ACS_BIT_NAMES = ['SV', 'TB', 'RR', 'CR', 'UF', 'EC', 'DT'] as const;
+export type AcsBitName = (typeof ACS_BIT_NAMES)[number];
+export const ACS_BIT: Readonly<Record<AcsBitName, number>> = {
+  SV: PCI_ACS_SV,
+  TB: PCI_ACS_TB,
+  RR: PCI_ACS_RR,
+  CR: PCI_ACS_CR,
+  UF: PCI_ACS_UF,
+  EC: PCI_ACS_EC,
+  DT: PCI_ACS_DT,
+};
+/** "SV RR CR UF" for an ACS register value; "-" for none. */
+export const acsBitNames = (v: number): string =>
+  ACS_BIT_NAMES.filter((n) => v & ACS_BIT[n]).join(' ') || '-';
+
 /** The bits `pci_bridge_has_acs_redir()` tests. */
 export const PCI_ACS_REDIR_MASK = PCI_ACS_RR | PCI_ACS_CR | PCI_ACS_EC;
 

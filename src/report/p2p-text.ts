@@ -8,15 +8,7 @@ import type { P2pAnalysis } from '../analysis/p2p-analysis.js';
 import { MAP_BUS_ADDR, MAP_NOT_SUPPORTED, MAP_THRU_HOST_BRIDGE } from '../analysis/p2p-matrix.js';
 import type { PairResult } from '../analysis/p2p-pairs.js';
 import type { HostBridge, Machine, PciFunction } from '../hw/pci.js';
-import {
-  PCI_ACS_CR,
-  PCI_ACS_DT,
-  PCI_ACS_EC,
-  PCI_ACS_RR,
-  PCI_ACS_SV,
-  PCI_ACS_TB,
-  PCI_ACS_UF,
-} from '../hw/pci-regs.js';
+import { acsBitNames, PCI_ACS_CR, PCI_ACS_EC, PCI_ACS_RR } from '../hw/pci-regs.js';
 
 type Colors = ReturnType<typeof pc.createColors>;
 
@@ -29,19 +21,6 @@ export interface TextOptions {
 }
 
 const id4 = (v: number): string => v.toString(16).padStart(4, '0');
-const ACS_BITS: readonly [number, string][] = [
-  [PCI_ACS_SV, 'SV'],
-  [PCI_ACS_TB, 'TB'],
-  [PCI_ACS_RR, 'RR'],
-  [PCI_ACS_CR, 'CR'],
-  [PCI_ACS_UF, 'UF'],
-  [PCI_ACS_EC, 'EC'],
-  [PCI_ACS_DT, 'DT'],
-];
-export const acsBitNames = (v: number): string =>
-  ACS_BITS.filter(([b]) => v & b)
-    .map(([, n]) => n)
-    .join(' ') || '-';
 
 function acsMark(f: PciFunction, c: Colors): string {
   if (f.acs.state === 'absent') return '';

@@ -2,15 +2,9 @@
 // link generations. Each parser returns the value or a sentence saying what is wrong, so the schema
 // can attach the sentence to the exact YAML node.
 
-import {
-  PCI_ACS_CR,
-  PCI_ACS_DT,
-  PCI_ACS_EC,
-  PCI_ACS_RR,
-  PCI_ACS_SV,
-  PCI_ACS_TB,
-  PCI_ACS_UF,
-} from '../../hw/pci-regs.js';
+import { ACS_BIT, ACS_BIT_NAMES, type AcsBitName } from '../../hw/pci-regs.js';
+
+export { ACS_BIT, ACS_BIT_NAMES, type AcsBitName };
 
 export type Parsed<T> =
   | { readonly ok: true; readonly value: T }
@@ -63,18 +57,6 @@ export function parseAddress(v: unknown): Parsed<bigint> {
   if (typeof v === 'string' && /^0x[0-9a-f]{1,16}$/i.test(v.trim())) return good(BigInt(v.trim()));
   return bad(`${show(v)} is not an address (write a number or a hex string such as "0xc0000000")`);
 }
-
-export const ACS_BIT_NAMES = ['SV', 'TB', 'RR', 'CR', 'UF', 'EC', 'DT'] as const;
-export type AcsBitName = (typeof ACS_BIT_NAMES)[number];
-export const ACS_BIT: Readonly<Record<AcsBitName, number>> = {
-  SV: PCI_ACS_SV,
-  TB: PCI_ACS_TB,
-  RR: PCI_ACS_RR,
-  CR: PCI_ACS_CR,
-  UF: PCI_ACS_UF,
-  EC: PCI_ACS_EC,
-  DT: PCI_ACS_DT,
-};
 
 /** One ACS bit name; the caller reports the item's own position. */
 export function parseAcsBit(v: unknown): Parsed<number> {
