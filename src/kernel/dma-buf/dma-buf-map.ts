@@ -185,15 +185,22 @@ export function* dmaBufUnmapAttachmentUnlocked(
 
 /**
  * dma_buf_move_notify() (≤6.19) / dma_buf_invalidate_mappings() (7.0): tell every dynamic importer to drop
- * its mappings. Resv lock held. 7.0 skips importers without the op.
+ * its mappings. Resv lock held. 7.0 skips importers without the op. May sleep when an importer's
+ * notification waits for its hardware.
  */
-export function dmaBufInvalidateMappings(dmabuf: DmaBuf): void {
+export function dmaBufInvalidateMappings(dmabuf: DmaBuf): KTaskOp<void> {
   const op = dmabuf.world.facts.dmabufInvalidateOp;
   const func = op === 'move_notify' ? 'dma_buf_move_notify' : 'dma_buf_invalidate_mappings';
-  withCall(dmabuf.world, callText(func, { dmabuf: dmabuf.expName }), () => {
-    dmaResvAssertHeld(dmabuf.resv, func);
-    for (const attach of [...dmabuf.attachments]) attach.importerOps?.[op]?.(attach);
-  });
+  return withCallOp(dmabuf.world, callText(func, { dmabuf: dmabuf.expName }), invalidate(dmabuf, func));
+}
+
+function* invalidate(dmabuf: DmaBuf, func: string): KTaskOp<void> {
+  const op = dmabuf.world.facts.dmabufInvalidateOp;
+  dmaResvAssertHeld(dmabuf.resv, func);
+  for (const attach of [...dmabuf.attachments]) {
+    const wait = attach.importerOps?.[op]?.(attach);
+    if (wait) yield* wait;
+  }
 }
 
 export const dmaBufMoveNotify = dmaBufInvalidateMappings;
@@ -243,7 +250,7 @@ export function* dmaBufWaitUnmapped(dmabuf: DmaBuf): KTaskOp<void> {
 export function* dmaBufRevoke(dmabuf: DmaBuf, setRevoked: () => void): KTaskOp<void> {
   yield* dmaResvLock(dmabuf.resv, null);
   setRevoked();
-  dmaBufInvalidateMappings(dmabuf);
+  yield* dmaBufInvalidateMappings(dmabuf);
   dmaResvUnlock(dmabuf.resv);
   yield* dmaResvWaitTimeout(dmabuf.resv, 'bookkeep', false, MAX_SCHEDULE_TIMEOUT);
   yield* dmaBufWaitUnmapped(dmabuf);

@@ -121,7 +121,7 @@ describe('misuse is reported with the call', () => {
       },
     };
     run(dmaBufDynamicAttach(dmabuf, { name: 'gpu1' }, ops));
-    dmaBufInvalidateMappings(dmabuf);
+    run(dmaBufInvalidateMappings(dmabuf));
     expect(seen).toEqual(['true']);
     expect(w.warnings.map((x) => x.backtrace)).toEqual([
       ['dma_buf_invalidate_mappings(dmabuf=bo0)'],

@@ -373,7 +373,7 @@ describe.each(['6.1', 'newest'] as DmaBufProfile[])('move notify, invalidate and
     expect(notified).toEqual(['rdma']);
     expect(revokedAt).toBe(450); // notified at 10, seen at 50, unmapped 400 later
     expect(run(dmaBufMapAttachmentUnlocked(mapped!.a, 'bidirectional'))).toMatchObject({ errno: 'ENODEV' });
-    dmaBufInvalidateMappings(dmabuf);
+    run(dmaBufInvalidateMappings(dmabuf));
     expect(w.warnings.map((x) => x.func)).toEqual([
       profile === '6.1' ? 'dma_buf_move_notify' : 'dma_buf_invalidate_mappings',
     ]);

@@ -51,10 +51,14 @@ export interface DmaBufOps {
 export interface DmaBufAttachOps {
   /** The importer can reach peer memory (PCI P2P); exporters of device memory may insist on it. */
   readonly allow_peer2peer?: boolean;
-  /** ≤6.19: the buffer is moving; drop and recreate mappings. Required of dynamic importers. */
-  readonly move_notify?: (attach: DmaBufAttachment) => void;
+  /**
+   * ≤6.19: the buffer is moving; drop and recreate mappings. Required of dynamic importers. Resv lock
+   * held. An importer that must wait for its hardware (mlx5 zapping an MR) returns a task operation:
+   * the notification may sleep.
+   */
+  readonly move_notify?: (attach: DmaBufAttachment) => void | KTaskOp<void>;
   /** 7.0 name of the same notification, now optional; having it makes the attachment revocable. */
-  readonly invalidate_mappings?: (attach: DmaBufAttachment) => void;
+  readonly invalidate_mappings?: (attach: DmaBufAttachment) => void | KTaskOp<void>;
 }
 
 /** `struct dma_buf_export_info`. */
@@ -92,7 +96,8 @@ export interface DmaBufAttachment {
   readonly dev: DmaBufDev;
   readonly importerOps: DmaBufAttachOps | null;
   readonly importerPriv: unknown;
-  readonly peer2peer: boolean;
+  /** The importer can do P2P; an exporter's attach may clear it when the path does not allow P2P. */
+  peer2peer: boolean;
   /** The exporter's per-attachment data. */
   priv: unknown;
   /** 6.1 cached mapping and its direction. */
