@@ -79,9 +79,13 @@ export class CheckerSet {
   }
 }
 
+/** @returns the bytes a span covers. */
 export const spanLength = (s: MemSpan): number => s.reduce((a, p) => a + p.length, 0);
 
-/** 64-bit checksum of a span (see hw/memory/checksum.ts). */
+/**
+ * 64-bit checksum of a span, hashed as one stream across its pieces (see hw/memory/checksum.ts).
+ * @returns the digest; no errno (out-of-range pieces are bugs and throw).
+ */
 export function spanChecksum(s: MemSpan): bigint {
   const h = new Checksum();
   for (const p of s) p.region.hashInto(h, p.offset, p.length);

@@ -120,6 +120,22 @@ describe('FlowModel: max-min fairness', () => {
     expect(m.abortFlow(kept)).toBe(false);
     expect(keptEnd).toBe(1000 + 3000 / 2);
   });
+  it('stalls a flow while its link has no capacity and resumes it after', () => {
+    // 1000 B at 1 B/ns: 400 B moved by t=400, link down until t=1000, the rest at 2 B/ns: done at 1300.
+    const e = new Engine();
+    const m = new FlowModel(e);
+    const l = m.addResource('L', 1);
+    let doneAt = -1;
+    const f = m.startFlow({ path: [l], size: bytes(1000), onComplete: () => (doneAt = e.nowNs) });
+    e.schedule(400, () => m.setCapacity(l, 0));
+    e.schedule(1000, () => m.setCapacity(l, 2));
+    e.run(999);
+    expect(m.rateOf(f)).toBe(0);
+    expect(m.remainingBytes(f)).toBe(600);
+    e.run();
+    expect(doneAt).toBe(1300);
+    expect(m.stats(l).busyNs).toBe(700);
+  });
   it('accounts bytes, busy time and utilisation per resource', () => {
     const e = new Engine();
     const m = new FlowModel(e);

@@ -65,7 +65,10 @@ export class FlowModel {
     return r;
   }
 
-  /** Change a resource's capacity from now on (a link retrained narrower, a throttled controller). */
+  /**
+   * Change a resource's capacity from now on (a link retrained narrower, a throttled controller).
+   * At 0 its flows stall (no completion is scheduled) until capacity returns.
+   */
   setCapacity(r: FlowResource, capacityBytesPerNs: number): void {
     checkRate('capacity', capacityBytesPerNs);
     r.capacityBytesPerNs = capacityBytesPerNs;
@@ -349,7 +352,10 @@ function checkRate(what: string, v: number): void {
   if (!(v >= 0) || !Number.isFinite(v)) throw new RangeError(`flow model: bad ${what} ${v}`);
 }
 
-/** Both directions of a PCIe link as resources, each with the link's effective rate. */
+/**
+ * Both directions of a PCIe link as resources, each with the link's effective rate.
+ * @returns the upstream and downstream resources; no errno.
+ */
 export function addPcieLinkResources(
   model: FlowModel,
   name: string,

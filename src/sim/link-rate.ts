@@ -132,7 +132,10 @@ export function pcieLinkRate(gen: PcieGen, width: number, opts: LinkRateOptions 
   };
 }
 
-/** Generation for a link speed in GT/s as sysfs reports it (2.5, 5, 8, 16, 32, 64); null if unknown. */
+/**
+ * Generation for a link speed in GT/s as sysfs reports it (2.5, 5, 8, 16, 32, 64).
+ * @returns the generation, or null for a speed no generation has; no errno.
+ */
 export function pcieGenFromGts(speedGts: number): PcieGen | null {
   for (const g of [1, 2, 3, 4, 5, 6] as const) if (PCIE_GTS[g] === speedGts) return g;
   return null;
@@ -162,7 +165,10 @@ export function pcieSpeed2MbsEnc(speedGts: number): number {
   }
 }
 
-/** One line for reports: "Gen4 x16: raw 31.5 GB/s, effective 28.4 GB/s (MPS 256, mwr64)". */
+/**
+ * One line for reports.
+ * @returns e.g. "Gen4 x16: raw 31.5 GB/s, effective 28.4 GB/s (MPS 256, mwr64)"; no errno.
+ */
 export function describeLinkRate(r: LinkRate): string {
   return `Gen${r.gen} x${r.width}: raw ${r.rawGBps.toFixed(1)} GB/s, effective ${r.effectiveGBps.toFixed(1)} GB/s (MPS ${r.mpsBytes}, ${r.tlp})`;
 }

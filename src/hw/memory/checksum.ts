@@ -130,5 +130,8 @@ export class Checksum {
   }
 }
 
-/** Checksum of a plain buffer (what a transfer's source or destination should hash to). */
+/**
+ * Checksum of a plain buffer (what a transfer's source or destination should hash to).
+ * @returns the 64-bit digest; no errno.
+ */
 export const checksumBytes = (data: Uint8Array): bigint => new Checksum().update(data).digest();

@@ -151,6 +151,7 @@ export class SparseMemory {
  * are the same region and the ranges overlap). Never-written source spans stay unallocated in the
  * destination when it too was never written there.
  * Preconditions: both ranges inside their regions (else throws: a bug in the caller).
+ * @returns nothing; no errno.
  */
 export function copyMemory(
   dst: SparseMemory,
