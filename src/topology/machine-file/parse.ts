@@ -57,7 +57,7 @@ function valueAt(root: unknown, path: DocPath): unknown {
 }
 
 /** Turn one zod issue into machine-file issues (an unknown-keys issue names each key). */
-function explain(
+export function explain(
   issue: z.core.$ZodIssue,
   root: unknown,
   base: DocPath = [],
