@@ -32,12 +32,23 @@ function measure<T>(body: () => T): { value: T; ms: number; cpuMs: number } {
   return { value, ms, cpuMs: (c.user + c.system) / 1000 };
 }
 const perSec = (n: number, ms: number): number => n / (ms / 1000);
+
+/** The fastest of `runs` measurements (the machine is shared: slower runs measure the neighbours). */
+function best<T>(runs: number, body: () => T): { value: T; ms: number; cpuMs: number } {
+  let b = measure(body);
+  for (let i = 1; i < runs; i++) {
+    const m = measure(body);
+    if (m.ms < b.ms) b = m;
+  }
+  return b;
+}
+const RUNS = 3;
 const gib = (n: number): number => n / Number(GiB);
 const rows: [string, string][] = [];
 const row = (k: string, v: string): number => rows.push([k, v]);
 
 console.log(
-  `dmasim sim bench: seed ${SEED}, ${gib(TOTAL)} GiB in ${CHUNK / 1024} KiB chunks, QD ${QUEUE_DEPTH}, load average ${loadavg()[0]!.toFixed(2)}`,
+  `dmasim sim bench (best of ${RUNS} runs each): seed ${SEED}, ${gib(TOTAL)} GiB in ${CHUNK / 1024} KiB chunks, QD ${QUEUE_DEPTH}, load average ${loadavg()[0]!.toFixed(2)}`,
 );
 
 /** Bare engine: `timers` self-rescheduling events (a new closure each), so the queue stays `timers` deep. */
@@ -63,9 +74,9 @@ function engineBurst(n: number): number {
 
 const M = (n: number): string => `${(n / 1e6).toFixed(2)} M`;
 engineSteady(1024, 1_000_000); // warm-up
-const steady = measure(() => engineSteady(1024, 5_000_000));
+const steady = best(RUNS, () => engineSteady(1024, 5_000_000));
 const eventsPerSec = perSec(steady.value, steady.ms);
-const burst = measure(() => engineBurst(2_000_000));
+const burst = best(RUNS, () => engineBurst(2_000_000));
 const burstPerSec = perSec(burst.value, burst.ms);
 row(
   'engine: schedule+fire, 1024-deep queue',
@@ -85,6 +96,7 @@ const ram = new SparseMemory('host ram', 'ram', bytes(REGION));
 ram.write(0, srcBuf);
 
 /** The P2P read: `total` bytes from RAM into a BAR over a Gen4 x16 path, chunk by chunk, bytes copied. */
+const bar = new SparseMemory('gpu BAR1', 'bar', bytes(REGION));
 function p2pRead(total: number, checked: boolean) {
   const e = new Engine(SEED);
   const m = new FlowModel(e);
@@ -94,7 +106,6 @@ function p2pRead(total: number, checked: boolean) {
     m.addResource('root complex', 64, 150),
     m.addResource('gpu link down', rate.effectiveGBps, 100),
   ];
-  const bar = new SparseMemory('gpu BAR1', 'bar', bytes(REGION));
   const checkers = new CheckerSet([new NoByteLostChecker()]);
   let issued = 0;
   const issue = (): void => {
@@ -123,26 +134,33 @@ function p2pRead(total: number, checked: boolean) {
   e.run();
   checkers.finish(e.nowNs);
   checkers.assertClean(`npx tsx bench/sim.bench.ts (seed ${SEED})`);
-  return { simNs: e.nowNs, bar, events: e.eventsFired, rate };
+  return { simNs: e.nowNs, events: e.eventsFired, rate };
 }
 
 const G = (n: number): string => `${n.toFixed(2)} GiB/s`;
-const plain = measure(() => p2pRead(TOTAL, false));
+// The P2P read and Buffer.copy alternate, best of RUNS each; both destinations are reused, so the
+// first run of each also pays for first-touching its destination memory.
+const dstBuf = Buffer.alloc(REGION);
+const bufferCopy = (): void => {
+  for (let done = 0; done < TOTAL; done += CHUNK) {
+    const off = done % REGION;
+    srcBuf.copy(dstBuf, off, off, off + CHUNK);
+  }
+};
+let plain = measure(() => p2pRead(TOTAL, false));
+let copied = measure(bufferCopy);
+for (let i = 1; i < RUNS; i++) {
+  const p = measure(() => p2pRead(TOTAL, false));
+  if (p.ms < plain.ms) plain = p;
+  const c = measure(bufferCopy);
+  if (c.ms < copied.ms) copied = c;
+}
 const simGiBPerSec = perSec(gib(TOTAL), plain.ms);
 row(describeLinkRate(plain.value.rate), `simulated ${(TOTAL / plain.value.simNs).toFixed(2)} GB/s`);
 row(
   `P2P read ${gib(TOTAL)} GiB: flow model + sparse copy`,
   `${G(simGiBPerSec)} (per CPU-s: ${G(perSec(gib(TOTAL), plain.cpuMs))}; ${plain.value.events} events)`,
 );
-
-// Buffer.copy on the same data, same chunking and wrap-around.
-const dstBuf = Buffer.alloc(REGION);
-const copied = measure(() => {
-  for (let done = 0; done < TOTAL; done += CHUNK) {
-    const off = done % REGION;
-    srcBuf.copy(dstBuf, off, off, off + CHUNK);
-  }
-});
 const bufferCopyGiBPerSec = perSec(gib(TOTAL), copied.ms);
 row(
   `Buffer.copy ${gib(TOTAL)} GiB, same chunks`,
@@ -151,13 +169,13 @@ row(
 row('data path / Buffer.copy', `${((100 * simGiBPerSec) / bufferCopyGiBPerSec).toFixed(0)} %`);
 
 const summed = measure(() => ram.checksum(0, REGION));
-const same = plain.value.bar.checksum(0, REGION) === summed.value && dstBuf.equals(srcBuf);
+const same = bar.checksum(0, REGION) === summed.value && dstBuf.equals(srcBuf);
 row(
   'checksum (FNV-1a, 2 lanes), 256 MiB',
   `${G(perSec(gib(REGION), summed.ms))}; destination ${same ? 'matches' : 'DIFFERS'}`,
 );
 
-const checked = measure(() => p2pRead(Number(GiB), true));
+const checked = best(RUNS, () => p2pRead(Number(GiB), true));
 const checkedGiBPerSec = perSec(1, checked.ms);
 row(
   'P2P read 1 GiB with no-byte-lost checker',
