@@ -6,7 +6,8 @@
 // data, CQEs) goes through the `dma` function it is given; a failed DMA completes the command with
 // Data Transfer Error, as a controller does on a UR or an IOMMU fault.
 
-import { PAGE_SIZE } from '../../../hw/addr.js';
+import { bytes, PAGE_SIZE } from '../../../hw/addr.js';
+import { SparseMemory } from '../../../hw/memory/sparse-memory.js';
 import {
   NVME_ADMIN_CREATE_CQ,
   NVME_ADMIN_CREATE_SQ,
@@ -39,17 +40,23 @@ import {
 } from './nvme-defs.js';
 import type { NvmeHwPort } from './pci.js';
 
+/** What a DMA of the controller is for (reports separate data from queue and descriptor traffic). */
+export type CtrlDmaPurpose = 'sqe' | 'cqe' | 'prp-list' | 'sgl' | 'identify' | 'data';
+
 /** One DMA of the controller: read fills `buf` from `addr`, write stores `buf` there. */
 export type CtrlDma = (
   kind: 'read' | 'write',
   addr: bigint,
   buf: Uint8Array,
+  purpose: CtrlDmaPurpose,
   done: (ok: boolean) => void,
 ) => void;
 
 export interface NvmeTestCtrlOptions {
   readonly schedule: (delayNs: number, fn: () => void) => void;
   readonly dma: CtrlDma;
+  /** Name for messages. */
+  readonly name?: string | undefined;
   /** Namespace size in bytes and LBA data size shift (9 or 12). */
   readonly nsBytes: number;
   readonly lbaShift?: number | undefined;
@@ -80,7 +87,8 @@ const u64 = (b: Uint8Array, off: number): bigint =>
 const u32 = (b: Uint8Array, off: number): number => new DataView(b.buffer, b.byteOffset).getUint32(off, true);
 
 export class NvmeTestCtrl {
-  readonly ns: Uint8Array;
+  /** The namespace's blocks. */
+  readonly ns: SparseMemory;
   readonly lbaShift: number;
   cc = 0;
   csts = 0;
@@ -96,7 +104,7 @@ export class NvmeTestCtrl {
 
   constructor(o: NvmeTestCtrlOptions) {
     this.o = o;
-    this.ns = new Uint8Array(o.nsBytes);
+    this.ns = new SparseMemory(o.name ?? 'namespace', 'ram', bytes(o.nsBytes));
     this.lbaShift = o.lbaShift ?? 9;
   }
 
@@ -188,7 +196,7 @@ export class NvmeTestCtrl {
     if (sq.busy || sq.head === sq.tail) return;
     sq.busy = true;
     const sqe = new Uint8Array(64);
-    this.o.dma('read', sq.base + BigInt(sq.head * 64), sqe, (ok) => {
+    this.o.dma('read', sq.base + BigInt(sq.head * 64), sqe, 'sqe', (ok) => {
       sq.head = (sq.head + 1) % sq.depth;
       sq.busy = false;
       if (!ok) this.complete(qid, sq, sqe, NVME_SC_DATA_XFER_ERROR, 0);
@@ -214,7 +222,7 @@ export class NvmeTestCtrl {
       cq.tail = 0;
       cq.phase ^= 1;
     }
-    this.o.dma('write', at, cqe, () => this.irqs.get(cq.vector)?.());
+    this.o.dma('write', at, cqe, 'cqe', () => this.irqs.get(cq.vector)?.());
   }
 
   private execute(qid: number, sq: Queue, sqe: Uint8Array): void {
@@ -226,14 +234,17 @@ export class NvmeTestCtrl {
     const nlb = (u32(sqe, 48) & 0xffff) + 1;
     const off = slba << this.lbaShift;
     const len = nlb << this.lbaShift;
-    if (off + len > this.ns.length) return done(NVME_SC_LBA_RANGE | NVME_SC_DNR);
+    if (off + len > this.ns.sizeBytes) return done(NVME_SC_LBA_RANGE | NVME_SC_DNR);
     this.dataSegments(sqe, len, (segs, st) => {
       if (segs === null) return done(st);
       this.moveData(op === NVME_CMD_READ ? 'write' : 'read', segs, off, done);
     });
   }
 
-  /** Run the data DMAs one after another; the first failure fails the command. */
+  /**
+   * Run the data DMAs one after another; the first failure fails the command. A Read writes host
+   * memory from the namespace; a Write stores what it read into the namespace piece by piece.
+   */
   private moveData(
     kind: 'read' | 'write',
     segs: [bigint, number][],
@@ -246,9 +257,14 @@ export class NvmeTestCtrl {
       if (!ok) return done(NVME_SC_DATA_XFER_ERROR);
       const s = segs[i++];
       if (!s) return done(0);
-      const buf = this.ns.subarray(pos, pos + s[1]);
+      const at = pos;
       pos += s[1];
-      this.o.dma(kind, s[0], buf, next);
+      if (kind === 'write') return this.o.dma('write', s[0], this.ns.readBytes(at, s[1]), 'data', next);
+      const buf = new Uint8Array(s[1]);
+      this.o.dma('read', s[0], buf, 'data', (good) => {
+        if (good) this.ns.write(at, buf);
+        next(good);
+      });
     };
     next(true);
   }
@@ -276,7 +292,7 @@ export class NvmeTestCtrl {
     // entry of the page points to the next list when more data remains.
     const walk = (list: bigint): void => {
       const page = new Uint8Array(PAGE_SIZE - Number(list & 0xfffn));
-      this.o.dma('read', list, page, (ok) => {
+      this.o.dma('read', list, page, 'prp-list', (ok) => {
         if (!ok) return cb(null, NVME_SC_DATA_XFER_ERROR);
         const n = page.length / 8;
         for (let i = 0; i < n && left > 0; i++) {
@@ -308,7 +324,7 @@ export class NvmeTestCtrl {
       if (type !== NVME_SGL_FMT_LAST_SEG_DESC && type !== NVME_SGL_FMT_SEG_DESC)
         return cb(null, NVME_SC_SGL_INVALID_LAST | NVME_SC_DNR);
       const list = new Uint8Array(u32(d, 8));
-      this.o.dma('read', u64(d, 0), list, (ok) => {
+      this.o.dma('read', u64(d, 0), list, 'sgl', (ok) => {
         if (!ok) return cb(null, NVME_SC_DATA_XFER_ERROR);
         for (let o = 0; o < list.length; o += 16) {
           const e = list.subarray(o, o + 16);
@@ -335,10 +351,12 @@ export class NvmeTestCtrl {
         v.setUint32(516, 1, true);
         v.setUint32(536, this.o.sgls === false ? 0 : 1, true);
       } else {
-        v.setBigUint64(0, BigInt(this.ns.length >> this.lbaShift), true);
+        v.setBigUint64(0, BigInt(this.ns.sizeBytes >> this.lbaShift), true);
         v.setUint32(128, this.lbaShift << 16, true);
       }
-      return this.o.dma('write', u64(sqe, 24), data, (ok) => done(ok ? 0 : NVME_SC_DATA_XFER_ERROR));
+      return this.o.dma('write', u64(sqe, 24), data, 'identify', (ok) =>
+        done(ok ? 0 : NVME_SC_DATA_XFER_ERROR),
+      );
     }
     if (op === NVME_ADMIN_SET_FEATURES) return done(0, 0);
     const qid = cdw10 & 0xffff;

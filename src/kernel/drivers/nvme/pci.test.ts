@@ -47,7 +47,7 @@ function world(iommu: IommuDefaultMode = 'off', hostBridgeId?: [number, number],
       mdts: 5,
       sgls: sgl,
       ...(bdf === TB_SWITCH_B ? { cmb: { bar: 0, sizeBytes: 16 * Number(MiB), offsetMiB: 16 } } : {}),
-      dma: (kind, addr, buf, done) => {
+      dma: (kind, addr, buf, _purpose, done) => {
         let phys = addr;
         // Peer BARs are reached below the root complex (the switch routes them): no translation.
         const peer = k.machine.functions.some((f) =>
@@ -127,7 +127,7 @@ describe.each(['off', 'strict'] as const)('nvme I/O with the IOMMU %s', (iommu) 
     copyToUser(mm, src, data);
     expect(dio(k, d, mm, false, src, data.length, 4096)).toEqual({ ok: true, bytes: data.length });
     expect(
-      Buffer.from(ctrls.get(TB_SWITCH_A)!.ns.subarray(4096, 4096 + data.length)).equals(Buffer.from(data)),
+      Buffer.from(ctrls.get(TB_SWITCH_A)!.ns.readBytes(4096, data.length)).equals(Buffer.from(data)),
     ).toBe(true);
     const dst = anon(mm, 256 * 1024);
     expect(dio(k, d, mm, true, dst, data.length, 4096)).toEqual({ ok: true, bytes: data.length });
@@ -148,7 +148,7 @@ describe('nvme P2P', () => {
   it('reads from one controller straight into the CMB of its switch peer (bus addresses, SGL)', () => {
     const { k, devs, mm, ctrls } = world('strict');
     const a = ctrls.get(TB_SWITCH_A)!;
-    a.ns.set(pattern(MiB_N, 3), 0);
+    a.ns.write(0, pattern(MiB_N, 3));
     const f = p2pmemAllocateOpen(k, fnOf(k, TB_SWITCH_B));
     if (!f.ok) throw new Error(f.detail);
     const buf = doMmap(mm, BigInt(MiB_N), PROT_READ | PROT_WRITE, MAP_SHARED, f.value);
@@ -158,7 +158,7 @@ describe('nvme P2P', () => {
       bytes: 128 * 1024,
     });
     const got = copyFromUser(mm, buf.value, 128 * 1024);
-    expect(got.ok && Buffer.from(got.value).equals(Buffer.from(a.ns.subarray(0, 128 * 1024)))).toBe(true);
+    expect(got.ok && Buffer.from(got.value).equals(Buffer.from(a.ns.readBytes(0, 128 * 1024)))).toBe(true);
     const cmd = a.commands.find((c) => c.opcode === NVME_CMD_READ)!;
     expect(cmd.status).toBe(0);
   });
