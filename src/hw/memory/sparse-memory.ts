@@ -103,10 +103,30 @@ export class SparseMemory {
   /** Feed `length` bytes at `offset` into a running checksum (for ranges spanning regions). */
   hashInto(h: Checksum, offset: number, length: number): void {
     this.check(offset, length);
-    this.pieces(offset, length, (chunk, inChunk, n) => {
-      if (chunk) h.update(chunk.subarray(inChunk, inChunk + n));
-      else h.updateZeros(n);
-    });
+    const cb = this.chunkBytes;
+    const end = offset + length;
+    const spanChunks = Math.ceil(end / cb) - Math.floor(offset / cb);
+    if (spanChunks <= 4 * this.chunks.size) {
+      this.pieces(offset, length, (chunk, inChunk, n) => {
+        if (chunk) h.update(chunk.subarray(inChunk, inChunk + n));
+        else h.updateZeros(n);
+      });
+      return;
+    }
+    // Mostly never written: visit only the allocated chunks, in order, and hash the gaps as zero runs.
+    const first = Math.floor(offset / cb);
+    const last = Math.floor((end - 1) / cb);
+    const keys = [...this.chunks.keys()].filter((k) => k >= first && k <= last).sort((a, b) => a - b);
+    let pos = offset;
+    for (const k of keys) {
+      const base = k * cb;
+      const from = Math.max(base, offset);
+      const to = Math.min(base + cb, end);
+      if (from > pos) h.updateZeros(from - pos);
+      h.update(this.chunks.get(k)!.subarray(from - base, to - base));
+      pos = to;
+    }
+    if (end > pos) h.updateZeros(end - pos);
   }
 
   /** @internal the chunk at `index`, allocated (zeroed) if absent. */
