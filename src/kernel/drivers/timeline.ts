@@ -13,12 +13,16 @@ export interface TimelineEvent {
 export interface Timeline {
   readonly now: () => number;
   readonly events: TimelineEvent[];
+  /** Called with each event as it is recorded (checkers that must look at that very instant). */
+  readonly listeners: ((e: TimelineEvent) => void)[];
 }
 
-export const createTimeline = (now: () => number): Timeline => ({ now, events: [] });
+export const createTimeline = (now: () => number): Timeline => ({ now, events: [], listeners: [] });
 
 /** Record an event at the current virtual time (nothing when `tl` is null). */
 export function note(tl: Timeline | null, who: string, what: string, detail?: string): void {
   if (tl === null) return;
-  tl.events.push(detail === undefined ? { ns: tl.now(), who, what } : { ns: tl.now(), who, what, detail });
+  const e = detail === undefined ? { ns: tl.now(), who, what } : { ns: tl.now(), who, what, detail };
+  tl.events.push(e);
+  for (const l of tl.listeners) l(e);
 }

@@ -32,6 +32,7 @@ import type { PhysVec } from '../../dma-buf/dma-buf-mapping.js';
 import { dmaResvLock, dmaResvUnlock } from '../../dma-buf/dma-resv.js';
 import type { KTaskOp } from '../../dma-buf/sched.js';
 import type { DmaBufWorld } from '../../dma-buf/world.js';
+import { err, type KResult, ok } from '../../errno.js';
 import type { IommuDmaSetup } from '../../iommu/dma-iommu-setup.js';
 import {
   IOMMU_MMIO,
@@ -43,7 +44,6 @@ import {
   iommuUnmap,
 } from '../../iommu/iommu.js';
 import { iommuDomainAlloc } from '../../iommu/iommu-driver.js';
-import { err, type KResult, ok } from '../../errno.js';
 import type { Kernel } from '../../kernel.js';
 import { note, type Timeline } from '../timeline.js';
 import { vfioPciDmaBufIommufdMap } from '../vfio/vfio-pci-dmabuf.js';
@@ -179,14 +179,22 @@ export function* iommufdIoasMapFile(
   if (BigInt(dmabuf.sizeBytes) <= start + length - 1n || length / PAGE_SIZE_N >= MAX_NPFNS)
     return err('EINVAL', 'range beyond the dma-buf');
   const writable = (flags & IOMMU_IOAS_MAP_WRITEABLE) !== 0;
-  const pages: IoptPagesDmabuf = { attach: null, phys: { paddr: 0n, len: 0n }, start, length: bytes(length), writable, tracker: [] };
+  const pages: IoptPagesDmabuf = {
+    attach: null,
+    phys: { paddr: 0n, len: 0n },
+    start,
+    length: bytes(length),
+    writable,
+    tracker: [],
+  };
   getDmaBuf(dmabuf);
   const r = yield* ioptMapDmabuf(ictx, pages, dmabuf);
   if (!r.ok) {
     dmaBufPut(dmabuf);
     return r;
   }
-  const prot = IOMMU_MMIO | ((flags & IOMMU_IOAS_MAP_READABLE) !== 0 ? IOMMU_READ : 0) | (writable ? IOMMU_WRITE : 0);
+  const prot =
+    IOMMU_MMIO | ((flags & IOMMU_IOAS_MAP_READABLE) !== 0 ? IOMMU_READ : 0) | (writable ? IOMMU_WRITE : 0);
   const area: IoptArea = { iova, length: bytes(length), pages, prot };
   const m = ioptAreaFillDomain(area, ictx.domain);
   if (!m.ok) {
@@ -194,7 +202,12 @@ export function* iommufdIoasMapFile(
     return m;
   }
   ictx.areas.push(area);
-  note(ictx.timeline, 'iommufd', 'map', `IOVA 0x${iova.toString(16)} -> BAR 0x${(pages.phys.paddr + start).toString(16)}, ${length} bytes`);
+  note(
+    ictx.timeline,
+    'iommufd',
+    'map',
+    `IOVA 0x${iova.toString(16)} -> BAR 0x${(pages.phys.paddr + start).toString(16)}, ${length} bytes`,
+  );
   return ok(area);
 }
 
@@ -230,4 +243,5 @@ export function* iommufdIoasUnmap(ictx: IommufdCtx, area: IoptArea): KTaskOp<voi
 }
 
 /** Is the area still translated by the IOMMU (not revoked)? */
-export const ioptAreaLive = (area: IoptArea): boolean => !revoked(area.pages) && area.pages.tracker.length > 0;
+export const ioptAreaLive = (area: IoptArea): boolean =>
+  !revoked(area.pages) && area.pages.tracker.length > 0;
