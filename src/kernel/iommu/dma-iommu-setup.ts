@@ -22,6 +22,7 @@ import {
   iommuDmaSyncSingleForCpu,
   iommuDmaSyncSingleForDevice,
   iommuDmaUnmapPhys,
+  newIommuDmaCookie,
 } from './dma-iommu.js';
 import { iommuDmaIovaOps } from './dma-iommu-iova.js';
 import {
@@ -115,7 +116,7 @@ function iommuDmaInitDomain(
   const iovad = initIovaDomain(bytes(granule), basePfn, { version: ctx.version, scheduler: ctx.engine });
   const rc = iovaDomainInitRcaches(iovad, ctx.nrCpus);
   if (!rc.ok) throw new Error(`iova_domain_init_rcaches: ${rc.detail}`);
-  const cookie: IommuDmaCookie = { domain, iovad, granule: Number(granule), shift, fq: null };
+  const cookie = newIommuDmaCookie(domain, iovad, Number(granule));
   if (domain.type === 'dma-fq') {
     if (domain.ops.capabilities.deferredFlush) {
       const type: FqQueueType = o.shadowOnFlush && ctx.version !== '6.1' ? 'single' : 'per-cpu';

@@ -12,7 +12,7 @@
 // %d-bit DMA addresses" and stays 64-bit; 6.1 tries it on every allocation, silently. Scatterlists are
 // in dma-iommu-sg.ts, the two-step IOVA API in dma-iommu-iova.ts, domain set-up in dma-iommu-setup.ts.
 
-import { type Bytes, bytes, type DmaAddr, dmaAddr, type PhysAddr, physAddr } from '../../hw/addr.js';
+import { type Bytes, bytes, type DmaAddr, type PhysAddr, physAddr, U64_MASK } from '../../hw/addr.js';
 import type { DmaDevice } from '../dma/device.js';
 import {
   devIsDmaCoherent,
@@ -66,18 +66,42 @@ export interface IommuDmaCookie {
   readonly shift: number;
   /** `fq_domain != NULL`: the flush queue of a lazy domain; null for strict. */
   fq: FlushQueue | null;
+  /** Hot-path constants: granule - 1 and the shift as bigints, the last pfn below 4 GiB. */
+  readonly gMask: bigint;
+  readonly shiftB: bigint;
+  readonly limit32Pfn: number;
+  /** The unmap path's gather (a stack variable in the kernel; one per cookie here, reset per use). */
+  readonly gather: IommuIotlbGather;
 }
 
-export const cookieOf = (dev: DmaDevice): IommuDmaCookie => {
-  if (dev.iommu === null) throw new Error(`BUG: ${dev.name} uses dma-iommu without an IOMMU domain`);
-  return dev.iommu.cookie as IommuDmaCookie;
-};
+const MASK32 = DMA_BIT_MASK(32);
+
+/** The cookie of a domain whose IOVA domain has granule 2^shift. */
+export function newIommuDmaCookie(domain: IommuDomain, iovad: IovaDomain, granule: number): IommuDmaCookie {
+  const shift = Math.log2(granule);
+  return {
+    domain,
+    iovad,
+    granule,
+    shift,
+    fq: null,
+    gMask: BigInt(granule - 1),
+    shiftB: BigInt(shift),
+    limit32Pfn: Number(MASK32 >> BigInt(shift)),
+    gather: iommuIotlbGatherInit(),
+  };
+}
+
+export function cookieOf(dev: DmaDevice): IommuDmaCookie {
+  const io = dev.iommu;
+  if (io === null) throw new Error(`BUG: ${dev.name} uses dma-iommu without an IOMMU domain`);
+  return io.cookie as IommuDmaCookie;
+}
 
 /** `iova_offset()` on bigints. */
-export const iovaOff = (c: IommuDmaCookie, addr: bigint): bigint => addr & BigInt(c.granule - 1);
+export const iovaOff = (c: IommuDmaCookie, addr: bigint): bigint => addr & c.gMask;
 /** `iova_align()` on bigints. */
-export const iovaAlignB = (c: IommuDmaCookie, size: bigint): bigint =>
-  (size + BigInt(c.granule - 1)) & ~BigInt(c.granule - 1);
+export const iovaAlignB = (c: IommuDmaCookie, size: bigint): bigint => (size + c.gMask) & ~c.gMask;
 
 /** `dma_info_to_prot()`: IOMMU_* permissions for a direction and attributes. */
 export function dmaInfoToProt(dir: DmaDirection, coherent: boolean, attrs: number): number {
@@ -103,21 +127,21 @@ function bitsPer(n: bigint): number {
 export function iommuDmaAllocIova(dev: DmaDevice, size: bigint, dmaLimit: bigint): bigint {
   const c = cookieOf(dev);
   const iommu = dev.iommu!;
-  const len = Number(size >> BigInt(c.shift));
+  const len = Number(size >> c.shiftB);
   let limit = minNotZero(dmaLimit, dev.busDmaLimit);
   const geo = c.domain.geometry;
   if (geo.forceAperture && geo.apertureEnd < limit) limit = geo.apertureEnd;
   const cpu = dev.ctx.cpu;
-  if (limit > DMA_BIT_MASK(32) && iommu.pci32bitWorkaround) {
-    const r = allocIovaFast(c.iovad, len, Number(DMA_BIT_MASK(32) >> BigInt(c.shift)), false, cpu);
-    if (r.ok) return BigInt(r.value) << BigInt(c.shift);
+  if (limit > MASK32 && iommu.pci32bitWorkaround) {
+    const r = allocIovaFast(c.iovad, len, c.limit32Pfn, false, cpu);
+    if (r.ok) return BigInt(r.value) << c.shiftB;
     if (dev.ctx.version !== '6.1') {
       iommu.pci32bitWorkaround = false;
       dev.ctx.log.devInfo(dev.fn, `Using ${bitsPer(limit)}-bit DMA addresses`);
     }
   }
-  const r = allocIovaFast(c.iovad, len, Number(limit >> BigInt(c.shift)), true, cpu);
-  return r.ok ? BigInt(r.value) << BigInt(c.shift) : 0n;
+  const r = allocIovaFast(c.iovad, len, Number(limit >> c.shiftB), true, cpu);
+  return r.ok ? BigInt(r.value) << c.shiftB : 0n;
 }
 
 /** `iommu_dma_free_iova()`: straight back to the allocator, or via the flush queue when queued. */
@@ -128,8 +152,8 @@ export function iommuDmaFreeIova(
   gather: IommuIotlbGather | null,
 ): void {
   const c = cookieOf(dev);
-  const pfn = Number(iova >> BigInt(c.shift));
-  const pages = Number(size >> BigInt(c.shift));
+  const pfn = Number(iova >> c.shiftB);
+  const pages = Number(size >> c.shiftB);
   if (gather?.queued && c.fq !== null) queueIova(c.fq, pfn, pages, dev.ctx.cpu);
   else freeIovaFast(c.iovad, pfn, pages, dev.ctx.cpu);
 }
@@ -140,9 +164,13 @@ export function iommuDmaUnmapRange(dev: DmaDevice, addrIn: bigint, sizeIn: bigin
   const off = iovaOff(c, addrIn);
   const addr = addrIn - off;
   const size = iovaAlignB(c, sizeIn + off);
-  const gather = iommuIotlbGatherInit();
+  const gather = c.gather;
+  gather.start = U64_MASK;
+  gather.end = 0n;
+  gather.pgsize = 0n;
   gather.queued = c.fq !== null;
-  const unmapped = iommuUnmapFast(c.domain, dmaAddr(addr), bytes(size), gather);
+  // Values are already u64 here: cast, do not re-wrap (this is the hot path of every unmap).
+  const unmapped = iommuUnmapFast(c.domain, addr as DmaAddr, size as Bytes, gather);
   if (unmapped !== size)
     dev.ctx.log.printk('warn', `WARNING: __iommu_dma_unmap: unmapped ${unmapped} != ${size}`);
   if (!gather.queued) iommuIotlbSync(c.domain, gather);
@@ -170,11 +198,11 @@ export function iommuDmaMapRange(
   const size = iovaAlignB(c, sizeIn + off);
   const iova = iommuDmaAllocIova(dev, size, mask);
   if (iova === 0n) return DMA_MAPPING_ERROR;
-  if (!iommuMap(c.domain, dmaAddr(iova), physAddr(phys - off), bytes(size), prot).ok) {
+  if (!iommuMap(c.domain, iova as DmaAddr, (phys - off) as PhysAddr, size as Bytes, prot).ok) {
     iommuDmaFreeIova(dev, iova, size, null);
     return DMA_MAPPING_ERROR;
   }
-  return dmaAddr(iova + off);
+  return (iova + off) as DmaAddr;
 }
 
 /**

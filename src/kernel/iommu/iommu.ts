@@ -145,7 +145,7 @@ const genmask = (h: number): bigint => (1n << BigInt(h + 1)) - 1n;
 
 /** Smallest page size of a domain (`1 << __ffs(pgsize_bitmap)`). */
 export const iommuMinPagesz = (d: Pick<IommuDomain, 'pgsizeBitmap'>): bigint =>
-  1n << BigInt(ffs(d.pgsizeBitmap));
+  d.pgsizeBitmap === 0n ? 1n << BigInt(ffs(d.pgsizeBitmap)) : pgsizeInfo(d.pgsizeBitmap).min;
 
 /** `iommu_iotlb_gather_init`: an empty gather (start = ULONG_MAX, not queued). */
 export function iommuIotlbGatherInit(): IommuIotlbGather {
@@ -195,6 +195,31 @@ export function iommuFlushIotlbAll(d: IommuDomain): void {
   d.ops.flushIotlbAll?.(d);
 }
 
+interface PgsizeInfo {
+  readonly bitmap: bigint;
+  readonly min: Bytes;
+  readonly minMask: bigint;
+  readonly minShift: bigint;
+  /** The second-smallest page size, or 2^64 when there is only one. */
+  readonly second: bigint;
+}
+let lastPgsizeInfo: PgsizeInfo | null = null;
+
+/** The smallest and second-smallest page sizes of a bitmap (the last bitmap asked for is cached). */
+function pgsizeInfo(bitmap: bigint): PgsizeInfo {
+  if (lastPgsizeInfo !== null && lastPgsizeInfo.bitmap === bitmap) return lastPgsizeInfo;
+  const min = bitmap === 0n ? 0n : bitmap & -bitmap;
+  const rest = bitmap & ~min;
+  lastPgsizeInfo = {
+    bitmap,
+    min: bytes(min),
+    minMask: min === 0n ? 0n : min - 1n,
+    minShift: BigInt(min === 0n ? 0 : ffs(min)),
+    second: rest === 0n ? 1n << 64n : rest & -rest,
+  };
+  return lastPgsizeInfo;
+}
+
 /**
  * `iommu_pgsize`: the largest supported page size that `size` and the alignment of `iova | paddr`
  * allow, and how many of them to map before a larger size becomes possible.
@@ -207,6 +232,11 @@ export function iommuPgsize(
   paddr: bigint,
   size: bigint,
 ): { pgsize: Bytes; count: number } {
+  // Fast path, same answer: an aligned size below the second-smallest page size can only be mapped
+  // with the smallest pages (the hot case of dma-iommu's 4 KiB mappings).
+  const info = pgsizeInfo(d.pgsizeBitmap);
+  if (info.min !== 0n && size > 0n && size < info.second && ((paddr | iova | size) & info.minMask) === 0n)
+    return { pgsize: info.min, count: Number(size >> info.minShift) };
   const addrMerge = paddr | iova;
   let pgsizes = d.pgsizeBitmap & genmask(fls(size));
   if (addrMerge !== 0n) pgsizes &= genmask(ffs(addrMerge));
