@@ -143,7 +143,7 @@ function* ioptMapDmabuf(ictx: IommufdCtx, pages: IoptPagesDmabuf, dmabuf: DmaBuf
   const a = yield* dmaBufDynamicAttach(dmabuf, ictx.globalDev, revokeOps(ictx), pages);
   if (!a.ok) return a;
   yield* dmaResvLock(dmabuf.resv, null);
-  let r: KResult<PhysVec | undefined> = dmaBufPin(a.value);
+  let r: KResult<PhysVec | undefined> = yield* dmaBufPin(a.value);
   if (r.ok) {
     r = vfioPciDmaBufIommufdMap(a.value);
     if (!r.ok) dmaBufUnpin(a.value);

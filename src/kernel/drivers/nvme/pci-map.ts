@@ -30,6 +30,8 @@ import type { DmaDevice } from '../../dma/device.js';
 import { DMA_ATTR_MMIO } from '../../dma/dma-types.js';
 import { type DmaIovaState, dmaUseIova, newDmaIovaState } from '../../dma/iova-api.js';
 import { dmaNeedUnmap, dmaUnmapPhys } from '../../dma/mapping.js';
+import { dmaUnmapSgtable } from '../../dma/mapping-sg.js';
+import type { SgTable } from '../../lib/scatterlist.js';
 import type { P2pdmaMapType } from '../../pci/p2pdma.js';
 import { type DmaPool, dmaPoolAlloc, dmaPoolFree } from './coherent.js';
 import {
@@ -79,6 +81,8 @@ export interface NvmeIod {
   readonly sglVecs: { addr: DmaAddr; len: number }[];
   useSgl: boolean;
   p2pMap: P2pdmaMapType;
+  /** 6.1: the scatterlist mapped with dma_map_sgtable(). */
+  sgt: SgTable | null;
 }
 
 export const newIod = (): NvmeIod => ({
@@ -90,6 +94,7 @@ export const newIod = (): NvmeIod => ({
   sglVecs: [],
   useSgl: false,
   p2pMap: 'none',
+  sgt: null,
 });
 
 const le64 = (v: bigint): Uint8Array => {
@@ -98,17 +103,16 @@ const le64 = (v: bigint): Uint8Array => {
   return b;
 };
 
-/** `nvme_pci_prp_save_mapping()`: keep a range for unmapping when the device needs it. */
-function saveMapping(c: NvmeMapCtx, iod: NvmeIod, it: BlkDmaIter): void {
-  if (!dmaUseIova(iod.dmaState) && dmaNeedUnmap(c.dev)) iod.dmaVecs.push({ addr: it.addr, len: it.len });
-}
-
-/** `nvme_pci_prp_iter_next()`: the next range once the current one is used up. */
-function prpIterNext(c: NvmeMapCtx, rq: Request, iod: NvmeIod, it: BlkDmaIter): boolean {
-  if (it.len > 0) return true;
-  if (!blkRqDmaMapIterNext(rq, c.dev, iod.dmaState, it)) return false;
-  saveMapping(c, iod, it);
-  return true;
+/**
+ * The DMA ranges of a request as the PRP/SGL builders consume them: `addr`/`len` is the current
+ * range (advanced as it is used), `next()` moves to the following one. 6.17+ feeds it from the block
+ * layer's DMA iterator; 6.1 from the entries of a mapped scatterlist.
+ */
+export interface DmaRanges {
+  addr: DmaAddr;
+  len: number;
+  status: BlkStatus;
+  next(): boolean;
 }
 
 function allocDescriptor(c: NvmeMapCtx, iod: NvmeIod, small: boolean): Descriptor | null {
@@ -125,24 +129,30 @@ function badSgl(c: NvmeMapCtx, rq: Request): BlkStatus {
   return 'ioerr';
 }
 
-/** `nvme_pci_setup_data_prp()`. @returns the status ('ok', 'resource', 'ioerr', or the iterator's). */
-function setupPrp(c: NvmeMapCtx, rq: Request, iod: NvmeIod, it: BlkDmaIter): BlkStatus {
+/** Use the next range once the current one is spent. */
+const advance = (r: DmaRanges): boolean => r.len > 0 || r.next();
+
+/**
+ * `nvme_pci_setup_data_prp()` (6.1: `nvme_pci_setup_prps()`): PRP1, then PRP2 or a PRP list.
+ * @returns 'ok', 'resource' (no list page), 'ioerr' (a range that is not page-aligned where it must
+ *   be), or the range source's status.
+ */
+export function setupPrp(c: NvmeMapCtx, rq: Request, iod: NvmeIod, r: DmaRanges): BlkStatus {
   const P = NVME_CTRL_PAGE_SIZE;
-  saveMapping(c, iod, it);
   let length = rq.dataLen;
-  const prp1 = it.addr;
+  const prp1 = r.addr;
   let prp2 = 0n;
   const take = (n: number): void => {
     iod.totalLen += n;
-    it.addr = dmaAddr(it.addr + BigInt(n));
-    it.len -= n;
+    r.addr = dmaAddr(r.addr + BigInt(n));
+    r.len -= n;
     length -= n;
   };
-  take(Math.min(length, P - Number(it.addr & BigInt(P - 1))));
+  take(Math.min(length, P - Number(r.addr & BigInt(P - 1))));
   if (length > 0) {
-    if (!prpIterNext(c, rq, iod, it)) return it.status === 'ok' ? badSgl(c, rq) : it.status;
+    if (!advance(r)) return r.status === 'ok' ? badSgl(c, rq) : r.status;
     if (length <= P) {
-      prp2 = it.addr;
+      prp2 = r.addr;
       iod.totalLen += length;
     } else {
       let list = allocDescriptor(c, iod, Math.ceil(length / P) <= NVME_SMALL_POOL_SIZE / 8);
@@ -160,14 +170,14 @@ function setupPrp(c: NvmeMapCtx, rq: Request, iod: NvmeIod, it: BlkDmaIter): Blk
           list = next;
           i = 1;
         }
-        c.write(list.block.phys + BigInt(i * 8), le64(it.addr));
-        last = it.addr;
+        c.write(list.block.phys + BigInt(i * 8), le64(r.addr));
+        last = r.addr;
         i++;
         const n = Math.min(length, P);
-        if (it.len < n) return badSgl(c, rq);
+        if (r.len < n) return badSgl(c, rq);
         take(n);
         if (length === 0) break;
-        if (!prpIterNext(c, rq, iod, it)) return it.status === 'ok' ? badSgl(c, rq) : it.status;
+        if (!advance(r)) return r.status === 'ok' ? badSgl(c, rq) : r.status;
       }
     }
   }
@@ -175,15 +185,18 @@ function setupPrp(c: NvmeMapCtx, rq: Request, iod: NvmeIod, it: BlkDmaIter): Blk
   return 'ok';
 }
 
-/** `nvme_pci_setup_data_sgl()`. */
-function setupSgl(c: NvmeMapCtx, rq: Request, iod: NvmeIod, it: BlkDmaIter): BlkStatus {
+/**
+ * `nvme_pci_setup_data_sgl()` (6.1: `nvme_pci_setup_sgls()`): one Data Block descriptor in the
+ * command for a single range, else a descriptor list and a Last Segment descriptor.
+ * @returns 'ok', 'resource' (no list block), 'ioerr' (more ranges than counted), or the source's status.
+ */
+export function setupSgl(c: NvmeMapCtx, iod: NvmeIod, r: DmaRanges, entries: number): BlkStatus {
   iod.useSgl = true;
   iod.cmd.flags |= NVME_CMD_SGL_METABUF;
-  const entries = blkRqDmaMapCoalesce(iod.dmaState) ? 1 : rq.nrPhysSegments;
   if (entries === 1) {
-    iod.cmd.setSgl(it.addr, it.len, NVME_SGL_FMT_DATA_DESC);
-    iod.sglVecs.push({ addr: it.addr, len: it.len });
-    iod.totalLen += it.len;
+    iod.cmd.setSgl(r.addr, r.len, NVME_SGL_FMT_DATA_DESC);
+    iod.sglVecs.push({ addr: r.addr, len: r.len });
+    iod.totalLen += r.len;
     return 'ok';
   }
   const list = allocDescriptor(c, iod, entries <= NVME_SMALL_POOL_SIZE / 16);
@@ -191,20 +204,53 @@ function setupSgl(c: NvmeMapCtx, rq: Request, iod: NvmeIod, it: BlkDmaIter): Blk
   let mapped = 0;
   do {
     if (mapped === entries) {
-      it.status = 'ioerr';
+      r.status = 'ioerr';
       break;
     }
-    c.write(list.block.phys + BigInt(mapped * 16), sglDesc(it.addr, it.len, NVME_SGL_FMT_DATA_DESC));
-    iod.sglVecs.push({ addr: it.addr, len: it.len });
-    iod.totalLen += it.len;
+    c.write(list.block.phys + BigInt(mapped * 16), sglDesc(r.addr, r.len, NVME_SGL_FMT_DATA_DESC));
+    iod.sglVecs.push({ addr: r.addr, len: r.len });
+    iod.totalLen += r.len;
     mapped++;
-  } while (blkRqDmaMapIterNext(rq, c.dev, iod.dmaState, it));
+  } while (r.next());
   iod.cmd.setSgl(list.block.dma, mapped * 16, NVME_SGL_FMT_LAST_SEG_DESC);
-  return it.status;
+  return r.status;
+}
+
+/** The 6.17+ range source: the block layer's DMA iterator, keeping ranges to unmap when needed. */
+function iterRanges(c: NvmeMapCtx, rq: Request, iod: NvmeIod, it: BlkDmaIter): DmaRanges {
+  const save = (): void => {
+    if (!dmaUseIova(iod.dmaState) && dmaNeedUnmap(c.dev)) iod.dmaVecs.push({ addr: it.addr, len: it.len });
+  };
+  save();
+  return {
+    get addr() {
+      return it.addr;
+    },
+    set addr(a: DmaAddr) {
+      it.addr = a;
+    },
+    get len() {
+      return it.len;
+    },
+    set len(n: number) {
+      it.len = n;
+    },
+    get status() {
+      return it.status;
+    },
+    set status(s: BlkStatus) {
+      it.status = s;
+    },
+    next() {
+      if (!blkRqDmaMapIterNext(rq, c.dev, iod.dmaState, it)) return false;
+      save();
+      return true;
+    },
+  };
 }
 
 /** `nvme_pci_avg_seg_size()`. */
-const avgSegSize = (rq: Request): number => Math.floor(rq.dataLen / Math.max(1, rq.nrPhysSegments));
+export const avgSegSize = (rq: Request): number => Math.floor(rq.dataLen / Math.max(1, rq.nrPhysSegments));
 
 /**
  * `nvme_map_data()`: map the request and fill the command's data pointer.
@@ -216,15 +262,20 @@ export function nvmeMapData(c: NvmeMapCtx, rq: Request, iod: NvmeIod): BlkStatus
   const it = newBlkDmaIter(rq);
   if (!blkRqDmaMapIterStart(rq, c.dev, iod.dmaState, it)) return it.status;
   iod.p2pMap = it.p2pdma.map;
+  const r = iterRanges(c, rq, iod, it);
   const sgl = c.qid !== 0 && c.sglSupported && c.sglThreshold > 0 && avgSegSize(rq) >= c.sglThreshold;
-  const st = sgl ? setupSgl(c, rq, iod, it) : setupPrp(c, rq, iod, it);
+  const entries = blkRqDmaMapCoalesce(iod.dmaState) ? 1 : rq.nrPhysSegments;
+  const st = sgl ? setupSgl(c, iod, r, entries) : setupPrp(c, rq, iod, r);
   if (st !== 'ok') nvmeUnmapData(c, rq, iod);
   return st;
 }
 
 /** `nvme_unmap_data()`: undo the DMA mappings and give the descriptor blocks back. */
 export function nvmeUnmapData(c: NvmeMapCtx, rq: Request, iod: NvmeIod): void {
-  if (!blkDmaUnmap(rq, c.dev, iod.dmaState, bytes(iod.totalLen), iod.p2pMap)) {
+  if (iod.sgt !== null) {
+    dmaUnmapSgtable(c.dev, iod.sgt, rqDmaDir(rq));
+    iod.sgt = null;
+  } else if (!blkDmaUnmap(rq, c.dev, iod.dmaState, bytes(iod.totalLen), iod.p2pMap)) {
     const attrs = iod.p2pMap === 'thru-host-bridge' ? DMA_ATTR_MMIO : 0;
     for (const v of iod.useSgl ? iod.sglVecs : iod.dmaVecs)
       dmaUnmapPhys(c.dev, v.addr, bytes(v.len), rqDmaDir(rq), attrs);

@@ -1,12 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { bytes, dmaAddr, MiB, physAddr } from '../../../hw/addr.js';
 import { SparseMemory } from '../../../hw/memory/sparse-memory.js';
+import { type Bio, bioAddPage, bioAlloc } from '../../block/bio.js';
+import { submitBio } from '../../block/blk-mq.js';
 import { blkdevDirectIO, type DioResult } from '../../block/fops.js';
 import { iovIterInit } from '../../block/iov-iter.js';
 import type { IommuDefaultMode } from '../../dma/dma-context.js';
 import { dmaTestKernel, fnOf, TB_ROOT_PORT, TB_SWITCH_A, TB_SWITCH_B } from '../../dma/dma-testbed.js';
 import type { IommuDmaSetup } from '../../iommu/dma-iommu-setup.js';
 import type { Kernel } from '../../kernel.js';
+import { virtToPfn } from '../../mm/direct-map.js';
+import { pfnToPage } from '../../mm/page.js';
 import {
   copyFromUser,
   copyToUser,
@@ -20,8 +24,10 @@ import {
   PROT_WRITE,
   type UserAddr,
 } from '../../mm/vma.js';
+import { pciAllocP2pmem } from '../../pci/p2pdma-alloc.js';
 import { p2pmemSysfsRead } from '../../pci/p2pdma-sysfs.js';
 import { p2pmemAllocateOpen } from '../../pci/p2pmem-mmap.js';
+import type { KernelVersion } from '../../profile.js';
 import { NVME_CMD_READ } from './nvme-defs.js';
 import { NvmeTestCtrl } from './nvme-testctrl.js';
 import { type NvmeDev, nvmeProbe } from './pci.js';
@@ -29,8 +35,12 @@ import { type NvmeDev, nvmeProbe } from './pci.js';
 const PAGE = 4096;
 
 /** A testbed kernel with a test controller on each switch endpoint; B has a 16 MiB CMB at BAR0 + 16 MiB. */
-function world(iommu: IommuDefaultMode = 'off', hostBridgeId?: [number, number], sgl = true) {
-  const k = dmaTestKernel({ iommu, ...(hostBridgeId ? { machine: { hostBridgeId } } : {}) });
+function world(
+  iommu: IommuDefaultMode = 'off',
+  hostBridgeId?: [number, number],
+  version: KernelVersion = 'newest',
+) {
+  const k = dmaTestKernel({ iommu, version, ...(hostBridgeId ? { machine: { hostBridgeId } } : {}) });
   // BAR 0 of every endpoint answers memory accesses (the CMB lives there).
   for (const f of k.machine.functions) {
     const b = f.bars.find((x) => x.index === 0 && x.kind === 'mem64');
@@ -45,21 +55,25 @@ function world(iommu: IommuDefaultMode = 'off', hostBridgeId?: [number, number],
       schedule: (ns, fn) => k.engine.schedule(ns, fn),
       nsBytes: 8 * Number(MiB),
       mdts: 5,
-      sgls: sgl,
       ...(bdf === TB_SWITCH_B ? { cmb: { bar: 0, sizeBytes: 16 * Number(MiB), offsetMiB: 16 } } : {}),
       dma: (kind, addr, buf, _purpose, done) => {
-        let phys = addr;
         // Peer BARs are reached below the root complex (the switch routes them): no translation.
         const peer = k.machine.functions.some((f) =>
           f.bars.some((b) => addr >= b.busStart && addr < b.busStart + b.size),
         );
+        let ranges: { phys: bigint; len: number }[] = [{ phys: addr, len: buf.length }];
         if (unit && !peer) {
           const t = unit.translate(bdf, dmaAddr(addr), bytes(buf.length), kind);
-          if (!t.ok || t.ranges.length !== 1) return k.engine.schedule(100, () => done(false));
-          phys = t.ranges[0]!.phys;
+          if (!t.ok) return k.engine.schedule(100, () => done(false));
+          ranges = t.ranges.map((r) => ({ phys: r.phys, len: Number(r.len) }));
         }
-        if (kind === 'read') buf.set(k.dma.memory.read(physAddr(phys), buf.length));
-        else k.dma.memory.write(physAddr(phys), buf);
+        let off = 0;
+        for (const r of ranges) {
+          const piece = buf.subarray(off, off + r.len);
+          if (kind === 'read') piece.set(k.dma.memory.read(physAddr(r.phys), r.len));
+          else k.dma.memory.write(physAddr(r.phys), piece);
+          off += r.len;
+        }
         k.engine.schedule(100, () => done(true));
       },
     });
@@ -174,6 +188,36 @@ describe('nvme P2P', () => {
     expect(ctrls.get(TB_ROOT_PORT)!.commands.filter((c) => c.qid === 1)).toEqual([]);
     expect(k.log.lines.at(-1)!.text).toMatch(
       /^invalid error, dev nvme2n1, sector 0 op 0x0:\(READ\) flags 0x10004000 phys_seg 1 prio class 0$/,
+    );
+  });
+});
+
+describe('nvme on Linux 6.1 (scatterlist mapping)', () => {
+  it('reads and writes anonymous memory', () => {
+    const { k, devs, mm, ctrls } = world('strict', undefined, '6.1');
+    const d = devs.get(TB_SWITCH_A)!;
+    const data = pattern(64 * 1024, 9);
+    const src = anon(mm, data.length);
+    copyToUser(mm, src, data);
+    expect(dio(k, d, mm, false, src, data.length)).toEqual({ ok: true, bytes: data.length });
+    expect(Buffer.from(ctrls.get(TB_SWITCH_A)!.ns.readBytes(0, data.length)).equals(Buffer.from(data))).toBe(
+      true,
+    );
+  });
+
+  it('an in-kernel bio into P2P memory the device cannot reach fails with EREMOTEIO (BLK_STS_TARGET)', () => {
+    const { k, devs } = world('off', [0x8086, 0x1234], '6.1');
+    const cmb = pciAllocP2pmem(k, fnOf(k, TB_SWITCH_B), 64n * 1024n)!;
+    const rp = devs.get(TB_ROOT_PORT)!;
+    const bio: Bio = bioAlloc(rp.disk!, 16, 'read');
+    for (let i = 0; i < 16; i++) bioAddPage(bio, pfnToPage(k.mm, virtToPfn(cmb) + i)!, PAGE, 0);
+    let status = '';
+    bio.endIo = (b) => (status = b.status);
+    submitBio(rp.disk!, bio);
+    k.engine.run();
+    expect(status).toBe('target');
+    expect(k.log.lines.at(-1)!.text).toBe(
+      'critical target error, dev nvme2n1, sector 0 op 0x0:(READ) flags 0x10004000 phys_seg 1 prio class 0',
     );
   });
 });

@@ -31,6 +31,7 @@ import { DMA_BIT_MASK } from '../../dma/dma-types.js';
 import { dmaOptMappingSize, dmaPciP2pdmaSupported, dmaSetMaskAndCoherent } from '../../dma/mapping.js';
 import { err, type KResult, ok } from '../../errno.js';
 import type { Kernel } from '../../kernel.js';
+import type { KernelVersion } from '../../profile.js';
 import { type CoherentBuf, dmaAllocCoherent, dmaPoolCreate } from './coherent.js';
 import { nvmeMapCmb } from './nvme-cmb.js';
 import {
@@ -77,6 +78,13 @@ import {
   nvmeUnmapData,
   SGL_THRESHOLD,
 } from './pci-map.js';
+import { nvmeMapDataSg } from './pci-map-sg.js';
+
+/** How each kernel maps request data: 6.1 through a scatterlist, 6.17+ with the block DMA iterator. */
+export const NVME_MAP_DATA: Readonly<Record<KernelVersion, typeof nvmeMapData>> = {
+  '6.1': nvmeMapDataSg,
+  newest: nvmeMapData,
+};
 
 /** What the driver sees of the hardware: BAR0 registers and MSI-X vectors. */
 export interface NvmeHwPort {
@@ -373,7 +381,7 @@ export function nvmeQueueRq(d: NvmeDev, rq: Request): BlkStatus {
   iod.cmd.nsid = 1;
   iod.cmd.setSlba(BigInt(rq.sector >> (d.lbaShift - 9)));
   iod.cmd.setCdw(12, (rq.dataLen >> d.lbaShift) - 1);
-  const st = nvmeMapData(d.mapCtx, rq, iod);
+  const st = NVME_MAP_DATA[d.k.version](d.mapCtx, rq, iod);
   if (st !== 'ok') return st;
   submitCmd(d, d.io, iod.cmd, { rq, done: (cqe) => completeRq(d, rq, iod, cqe) });
   return 'ok';
