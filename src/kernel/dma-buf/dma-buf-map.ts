@@ -21,6 +21,7 @@ import {
   dmaBufLog,
   dmaBufUseAfterFree,
   mapDmaBufCore,
+  maybeOp,
 } from './dma-buf.js';
 import { attachArg, callText, DMA_DIR_NAME } from './dma-buf-call.js';
 import { dmaResvAssertHeld, dmaResvHeld, dmaResvLock, dmaResvUnlock, dmaResvUsageRw } from './dma-resv.js';
@@ -104,7 +105,7 @@ function* mapAttachment(attach: DmaBufAttachment, dir: DmaDirection): KTaskOp<KR
   assertMapLocking(attach, 'dma_buf_map_attachment', 'exporter');
   const pin = dmaBufPinOnMap(attach);
   if (pin) {
-    const r = dmabuf.ops.pin!(attach);
+    const r = yield* maybeOp(dmabuf.ops.pin!(attach));
     // Exporters must not make a buffer inaccessible while static attachments exist.
     if (!world.facts.dmabufSgtCache)
       warnOn(world, !r.ok && r.errno === 'EBUSY', 'dma_buf_map_attachment', 'ret == -EBUSY');

@@ -226,9 +226,9 @@ describe('pinning and the 6.1 sg_table cache', () => {
     const s = attachStatic(dmabuf, 'static');
     const d = run(dmaBufDynamicAttach(dmabuf, dev('dyn'), importer));
     if (!s.ok || !d.ok) throw new Error();
-    dmaBufPin(s.value);
+    run(dmaBufPin(s.value));
     run(dmaResvLock(dmabuf.resv, null));
-    expect(dmaBufPin(d.value).ok).toBe(true);
+    expect(run(dmaBufPin(d.value)).ok).toBe(true);
     dmaResvUnlock(dmabuf.resv);
     expect(state.pins).toBe(2);
     expect(w.warnings.map((x) => [x.message, x.call])).toEqual([

@@ -28,6 +28,18 @@ export interface DmaBufDev {
   readonly name: string;
 }
 
+/** What an op returns: a value, or a task operation when the op may sleep (move a buffer, wait for a copy). */
+export type MaybeOp<T> = T | KTaskOp<T>;
+
+const isOp = <T>(v: MaybeOp<T>): v is KTaskOp<T> =>
+  typeof v === 'object' && v !== null && typeof (v as { next?: unknown }).next === 'function';
+
+/** Run an op's result: yield* it when it is a task operation, else return it. */
+export function* maybeOp<T>(v: MaybeOp<T>): KTaskOp<T> {
+  if (isOp(v)) return yield* v;
+  return v;
+}
+
 /** `struct dma_buf_ops`: the exporter's side. */
 export interface DmaBufOps {
   /** 6.1: keep the first mapping of an attachment and hand it out again (not with pin/unpin). */
@@ -35,11 +47,11 @@ export interface DmaBufOps {
   /** Check and prepare an attachment; an error refuses it (e.g. EOPNOTSUPP without peer2peer). */
   readonly attach?: (dmabuf: DmaBuf, attach: DmaBufAttachment) => KResult<undefined>;
   readonly detach?: (dmabuf: DmaBuf, attach: DmaBufAttachment) => void;
-  /** Keep the buffer where it is (dynamic exporters); resv lock held. */
-  readonly pin?: (attach: DmaBufAttachment) => KResult<undefined>;
+  /** Keep the buffer where it is (dynamic exporters); resv lock held. May sleep (move it first). */
+  readonly pin?: (attach: DmaBufAttachment) => MaybeOp<KResult<undefined>>;
   readonly unpin?: (attach: DmaBufAttachment) => void;
-  /** Build the device's view of the buffer; resv lock held for dynamic cases. */
-  readonly map_dma_buf: (attach: DmaBufAttachment, dir: DmaDirection) => KResult<SgTable>;
+  /** Build the device's view of the buffer; resv lock held for dynamic cases. May sleep (migrate it). */
+  readonly map_dma_buf: (attach: DmaBufAttachment, dir: DmaDirection) => MaybeOp<KResult<SgTable>>;
   readonly unmap_dma_buf: (attach: DmaBufAttachment, sgt: SgTable, dir: DmaDirection) => void;
   /** The last reference is gone. */
   readonly release: (dmabuf: DmaBuf) => void;
@@ -235,7 +247,7 @@ function* premapAtAttach(attach: DmaBufAttachment): KTaskOp<KResult<undefined>> 
   const dynamic = dmaBufIsDynamic(dmabuf);
   const locked = dynamic || dmabuf.world.facts.dmabufMapLockedForAll;
   if (locked) yield* dmaResvLock(dmabuf.resv, null);
-  const pinned = dynamic ? dmabuf.ops.pin!(attach) : ok(undefined);
+  const pinned = dynamic ? yield* maybeOp(dmabuf.ops.pin!(attach)) : ok(undefined);
   const sgt = pinned.ok ? yield* mapDmaBufCore(attach, 'bidirectional') : pinned;
   if (!sgt.ok && pinned.ok && dynamic) dmabuf.ops.unpin!(attach);
   if (locked) dmaResvUnlock(dmabuf.resv);
@@ -252,7 +264,7 @@ function* premapAtAttach(attach: DmaBufAttachment): KTaskOp<KResult<undefined>> 
  */
 export function* mapDmaBufCore(attach: DmaBufAttachment, dir: DmaDirection): KTaskOp<KResult<SgTable>> {
   const dmabuf = attach.dmabuf;
-  const sgt = dmabuf.ops.map_dma_buf(attach, dir);
+  const sgt = yield* maybeOp(dmabuf.ops.map_dma_buf(attach, dir));
   if (!sgt.ok || dmaBufAttachmentIsDynamic(attach)) return sgt;
   const r = yield* dmaResvWaitTimeout(dmabuf.resv, 'kernel', true, MAX_SCHEDULE_TIMEOUT);
   if (!r.ok) {
@@ -366,21 +378,24 @@ function* detach(dmabuf: DmaBuf, attach: DmaBufAttachment): KTaskOp<void> {
 
 /**
  * dma_buf_pin(): keep a dynamic importer's buffer in place. Resv lock held; WARN for static attachments.
- * @returns ok, or the exporter's pin error.
+ * @returns ok, or the exporter's pin error. May sleep (the exporter may move the buffer first).
  */
-export function dmaBufPin(attach: DmaBufAttachment): KResult<undefined> {
+export function dmaBufPin(attach: DmaBufAttachment): KTaskOp<KResult<undefined>> {
   const dmabuf = attach.dmabuf;
-  return withCall(dmabuf.world, callText('dma_buf_pin', { attach: attachArg(attach) }), () => {
-    if (dmaBufUseAfterFree(dmabuf, 'dma_buf_pin')) return err('EINVAL', 'dma-buf already released');
-    warnOn(
-      dmabuf.world,
-      !dmaBufAttachmentIsDynamic(attach),
-      'dma_buf_pin',
-      dmabuf.world.facts.dmabufPinWarnCond,
-    );
-    dmaResvAssertHeld(dmabuf.resv, 'dma_buf_pin');
-    return dmabuf.ops.pin ? dmabuf.ops.pin(attach) : ok(undefined);
-  });
+  return withCallOp(dmabuf.world, callText('dma_buf_pin', { attach: attachArg(attach) }), pin(attach));
+}
+
+function* pin(attach: DmaBufAttachment): KTaskOp<KResult<undefined>> {
+  const dmabuf = attach.dmabuf;
+  if (dmaBufUseAfterFree(dmabuf, 'dma_buf_pin')) return err('EINVAL', 'dma-buf already released');
+  warnOn(
+    dmabuf.world,
+    !dmaBufAttachmentIsDynamic(attach),
+    'dma_buf_pin',
+    dmabuf.world.facts.dmabufPinWarnCond,
+  );
+  dmaResvAssertHeld(dmabuf.resv, 'dma_buf_pin');
+  return dmabuf.ops.pin ? yield* maybeOp(dmabuf.ops.pin(attach)) : ok(undefined);
 }
 
 /** dma_buf_unpin(). Resv lock held; WARN for static attachments. */
