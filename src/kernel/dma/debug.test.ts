@@ -6,6 +6,7 @@ import { debugDmaCpuAccess, debugDmaDeviceRelease } from './debug-sync.js';
 import { devOf, dmaTestKernel, TB_SWITCH_A } from './dma-testbed.js';
 import { DMA_ATTR_SKIP_CPU_SYNC, DMA_BIT_MASK, DMA_MAPPING_ERROR } from './dma-types.js';
 import {
+  dmaDriverRelease,
   dmaMapPhys,
   dmaMappingError,
   dmaMapResource,
@@ -217,7 +218,7 @@ describe('dma-debug ledger: scatterlists, overlap, leaks, CPU ownership', () => 
     const { k, dev, d, warns } = rig();
     const a = map(dev, P, K4, 'to-device');
     const b = map(dev, physAddr(0x5555_0000n), bytes(8192), 'from-device');
-    expect(debugDmaDeviceRelease(d, dev)).toBe(2);
+    expect(dmaDriverRelease(dev)).toBe(2);
     const lines = warns();
     expect(lines[0]).toBe(
       'DMA-API: nvme 0000:04:00.0: device driver has pending DMA allocations while released from device [count=2]',

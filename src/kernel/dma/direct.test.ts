@@ -183,6 +183,26 @@ describe('dma-direct scatterlists', () => {
     dmaUnmapSgtable(dev, t, 'to-device');
   });
 
+  it('models the 6.16-2026 THRU_HOST_BRIDGE bug only when asked, and only on the newest profile', () => {
+    for (const [version, bug, mapped] of [
+      ['newest', false, true],
+      ['newest', true, false],
+      ['6.1', true, true],
+    ] as const) {
+      const k = dmaTestKernel({ version, dma: { thruHostBridgeBreakBug: bug } });
+      const dev = devOf(k);
+      const prov = { owner: fnOf(k, TB_SWITCH_A), busOffset: 0n };
+      k.dma.p2p = {
+        providerOfPfn: (pfn) => (pfn === 0x200 ? prov : null),
+        mapType: () => 'thru-host-bridge',
+      };
+      const t = table([0x200]);
+      expect(dmaMapSgtable(dev, t, 'to-device').ok).toBe(true);
+      expect(t.sgl!.dmaAddress === dmaAddr(0x200000n)).toBe(mapped);
+      expect(t.sgl!.dmaLength).toBe(4096);
+    }
+  });
+
   it('fails with EIO when a segment cannot be mapped, leaving nothing mapped', () => {
     const k = dmaTestKernel({ dma: { swiotlb: 'off' } });
     const dev = devOf(k);

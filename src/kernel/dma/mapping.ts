@@ -11,7 +11,7 @@ import { type Bytes, type DmaAddr, PAGE_SHIFT, type PhysAddr, physAddr } from '.
 import { err, type KResult, ok } from '../errno.js';
 import { DEBUG_PHYS_TYPE, type DmaDebugCall, type DmaDebugType } from './debug.js';
 import { debugDmaMapPhys, debugDmaMappingError, debugDmaUnmapPhys } from './debug-checks.js';
-import { debugDmaSyncSingle } from './debug-sync.js';
+import { debugDmaDeviceRelease, debugDmaSyncSingle } from './debug-sync.js';
 import { type DmaDevice, dmaGetMask, minNotZero } from './device.js';
 import {
   DMA_ATTR_MMIO,
@@ -181,6 +181,13 @@ export function dmaMappingError(dev: DmaDevice, addr: DmaAddr): KResult<void> {
   debugDmaMappingError(dev.ctx.debug, dev, addr);
   return addr === DMA_MAPPING_ERROR ? err('ENOMEM', 'DMA_MAPPING_ERROR') : ok(undefined);
 }
+
+/**
+ * A driver unbinds from the device (`BUS_NOTIFY_UNBOUND_DRIVER`): the debug ledger reports mappings
+ * still held ("device driver has pending DMA allocations while released from device").
+ * @returns how many mappings leaked (0 with the ledger off).
+ */
+export const dmaDriverRelease = (dev: DmaDevice): number => debugDmaDeviceRelease(dev.ctx.debug, dev);
 
 /** `dma_dev_need_sync()`: skip syncs on devices that never need them, unless the ledger watches. */
 export const dmaDevNeedSync = (dev: DmaDevice): boolean => !dev.dmaSkipSync || dev.ctx.debug.enabled;

@@ -3,6 +3,7 @@ import { bytes, dmaAddr, physAddr } from '../../hw/addr.js';
 import type { DmaP2pProvider } from '../dma/dma-context.js';
 import { devOf, dmaTestKernel, fnOf, TB_SWITCH_A } from '../dma/dma-testbed.js';
 import { dmaMapSgtable, dmaUnmapSgtable } from '../dma/mapping-sg.js';
+import { err } from '../errno.js';
 import {
   newSgTable,
   type SgTable,
@@ -11,6 +12,7 @@ import {
   sgNext,
   sgSetPage,
 } from '../lib/scatterlist.js';
+import { cookieOf } from './dma-iommu.js';
 import type { IommuDmaSetup } from './dma-iommu-setup.js';
 import { sgArray } from './dma-iommu-sg.js';
 
@@ -97,19 +99,35 @@ describe('iommu_dma_map_sg', () => {
     expect(cookieRanges(k)).toBe(0);
   });
 
-  it('maps an untrusted device entry by entry through swiotlb and marks the list', () => {
-    const { k, dev } = rig(true);
-    const t = table([
-      [0x100, 0x10, 0x20],
-      [0x200, 0, 4096],
-    ]);
-    expect(dmaMapSgtable(dev, t, 'to-device').ok).toBe(true);
-    expect(t.nents).toBe(2);
-    expect(sgDmaIsSwiotlb(t.sgl!)).toBe(true);
-    expect(k.dma.stats.swiotlbMaps).toBe(1);
-    dmaUnmapSgtable(dev, t, 'to-device');
-    expect(k.dma.debug.entries(dev)).toEqual([]);
-  });
+  it.each([
+    ['ENOMEM', 'ENOMEM'],
+    ['EEXIST', 'EINVAL'],
+  ] as const)(
+    'frees the IOVA and restores the list when the IOMMU map fails with %s (-> %s)',
+    (fail, want) => {
+      const { k, dev } = rig();
+      const c = cookieOf(dev);
+      const saved = c.domain.ops;
+      (c.domain as { ops: typeof c.domain.ops }).ops = {
+        ...c.domain.ops,
+        mapPages: () => ({ mapped: bytes(0), error: err(fail, 'injected') }),
+      };
+      const t = table([
+        [0x100, 0x40, 0x100],
+        [0x200, 0, 4096],
+      ]);
+      const before = c.iovad.stats.treeAllocs;
+      expect(dmaMapSgtable(dev, t, 'to-device')).toMatchObject({ ok: false, errno: want });
+      expect([t.sgl!.offset, t.sgl!.length]).toEqual([0x40, 0x100]);
+      expect(k.dma.debug.entries(dev)).toEqual([]);
+      // The IOVA went back to the allocator: the next mapping of the same size reuses it from the cache.
+      (c.domain as { ops: typeof c.domain.ops }).ops = saved;
+      const hits = c.iovad.stats.hits.reduce((a, b) => a + b, 0);
+      expect(dmaMapSgtable(dev, t, 'to-device').ok).toBe(true);
+      expect(c.iovad.stats.hits.reduce((a, b) => a + b, 0)).toBe(hits + 1);
+      expect(c.iovad.stats.treeAllocs).toBe(before + 1);
+    },
+  );
 });
 
 /** Allocated IOVA ranges above the reservations (what a leak would leave). */
