@@ -4,14 +4,7 @@ import type { DmaP2pProvider } from '../dma/dma-context.js';
 import { devOf, dmaTestKernel, fnOf, TB_SWITCH_A } from '../dma/dma-testbed.js';
 import { dmaMapSgtable, dmaUnmapSgtable } from '../dma/mapping-sg.js';
 import { err } from '../errno.js';
-import {
-  newSgTable,
-  type SgTable,
-  sgAllocTable,
-  sgDmaIsSwiotlb,
-  sgNext,
-  sgSetPage,
-} from '../lib/scatterlist.js';
+import { newSgTable, type SgTable, sgAllocTable, sgNext, sgSetPage } from '../lib/scatterlist.js';
 import { cookieOf } from './dma-iommu.js';
 import type { IommuDmaSetup } from './dma-iommu-setup.js';
 import { sgArray } from './dma-iommu-sg.js';
