@@ -18,6 +18,7 @@ import { dmaSetMaskAndCoherent } from '../src/kernel/dma/mapping.js';
 import { dmaMapSgtable, dmaUnmapSgtable } from '../src/kernel/dma/mapping-sg.js';
 import { dmaMapPhyr, dmaUnmapPhyr } from '../src/kernel/dma/phyr-map.js';
 import type { IommuDmaSetup } from '../src/kernel/iommu/dma-iommu-setup.js';
+import { iovaDomainRanges } from '../src/kernel/iommu/iova.js';
 import { bootKernel, type Kernel } from '../src/kernel/kernel.js';
 import { phyrFromRanges } from '../src/kernel/lib/phyr.js';
 import {
@@ -119,6 +120,10 @@ describe.each(['6.1', 'newest'] as const)('P2PDMA in dma_map_sgtable (%s)', (ver
         const x = unit.translate(dev.name, ram[0]!.dma, bytes(4096), 'read');
         expect(x.ok && x.ranges[0]!.phys).toBe(RAM_PAGE);
         expect(unit.translate(dev.name, bus[0]!.dma, bytes(4096), 'read').ok).toBe(false);
+        // The host-bridge window is reserved as bus addresses: no IOVA can alias the CMB's bus address.
+        const pfn = Number(bus[0]!.dma >> 12n);
+        const c = dev.iommu!.cookie as { iovad: Parameters<typeof iovaDomainRanges>[0] };
+        expect(iovaDomainRanges(c.iovad).some((r) => r.pfnLo <= pfn && pfn <= r.pfnHi)).toBe(true);
       }
       dmaUnmapSgtable(dev, t, 'bidirectional');
       expect(k.dma.debug.entries(dev)).toEqual([]);

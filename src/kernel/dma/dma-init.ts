@@ -57,15 +57,20 @@ function swiotlbPlacement(pm: PhysMap, size: bigint): PhysAddr {
   return physAddr(best);
 }
 
-/** The host-bridge MEM windows of a device's host bridge as bus addresses (`res->start - offset`). */
+/**
+ * The host-bridge MEM windows of a device's host bridge as bus addresses (`res->start - offset`): each
+ * window's CPU-to-bus offset is that of the BARs inside it (0 when it holds none).
+ */
 function windowsOf(pm: PhysMap, dev: DmaDevice): IovaReservation[] {
   const hb = dev.fn.hostBridge;
-  const bar = pm.bars.find((b) => b.fn?.hostBridge === hb && b.fn !== null && b.bar !== null);
-  const fnBar = bar?.fn?.bars.find((x) => x.index === bar.bar);
-  const offset = fnBar ? fnBar.cpuStart - fnBar.busStart : 0n;
   return pm.windows
     .filter((w) => w.kind === 'mmio-window' && w.hostBridge === hb)
-    .map((w) => ({ start: w.start - offset, end: w.end - offset }));
+    .map((w) => {
+      const bar = pm.bars.find((b) => b.fn?.hostBridge === hb && b.start >= w.start && b.end <= w.end);
+      const fnBar = bar?.fn?.bars.find((x) => x.index === bar.bar);
+      const offset = fnBar ? fnBar.cpuStart - fnBar.busStart : 0n;
+      return { start: BigInt.asUintN(64, w.start - offset), end: BigInt.asUintN(64, w.end - offset) };
+    });
 }
 
 /**
