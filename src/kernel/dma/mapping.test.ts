@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { bytes, physAddr } from '../../hw/addr.js';
 import { err, ok } from '../errno.js';
 import { newSgTable, type SgTable, sgAllocTable, sgNext, sgSetPage } from '../lib/scatterlist.js';
+import { kvirtAddr, physToVirt } from '../mm/direct-map.js';
 import { directDmaOps } from './direct-sg.js';
 import type { DmaP2pLookup, DmaP2pProvider } from './dma-context.js';
 import { devOf, dmaTestKernel, fnOf, TB_SWITCH_A } from './dma-testbed.js';
@@ -9,15 +10,18 @@ import { DMA_ATTR_MMIO, DMA_ATTR_REQUIRE_COHERENT, DMA_BIT_MASK, DMA_MAPPING_ERR
 import { type DmaMapOps, SIZE_MAX } from './map-ops.js';
 import {
   dmaGetMergeBoundary,
+  dmaMapPage,
   dmaMapPageAttrs,
   dmaMapPhys,
   dmaMappingError,
   dmaMapResource,
+  dmaMapSingleAttrs,
   dmaNeedUnmap,
   dmaOptMappingSize,
   dmaPciP2pdmaSupported,
   dmaSetMask,
   dmaUnmapResource,
+  dmaUnmapSingle,
 } from './mapping.js';
 import { dmaMapSgAttrs, dmaMapSgtable } from './mapping-sg.js';
 
@@ -72,6 +76,20 @@ describe('dma_map_phys / dma_map_page_attrs / dma_map_resource', () => {
       'nvme 0000:04:00.0: WARNING: dma_map_page_attrs: WARN_ON_ONCE(is_zone_device_page(page))',
     );
     expect(dmaMapPageAttrs(dev, 0x10001, 16, K4, 'to-device')).toBe(0x10001010n);
+  });
+
+  it('maps direct-map addresses with dma_map_single and rejects others', () => {
+    const k = dmaTestKernel();
+    const dev = devOf(k);
+    const a = dmaMapSingleAttrs(dev, physToVirt(physAddr(0x1234_5678n)), bytes(64), 'to-device');
+    expect(a).toBe(0x1234_5678n);
+    dmaMappingError(dev, a);
+    dmaUnmapSingle(dev, a, bytes(64), 'to-device');
+    expect(dmaMapSingleAttrs(dev, kvirtAddr(0xffff_c900_0000_0000n), bytes(64), 'to-device')).toBe(
+      DMA_MAPPING_ERROR,
+    );
+    expect(k.log.lines.at(-1)!.text).toBe('nvme 0000:04:00.0: rejecting DMA map of vmalloc memory');
+    expect(dmaMapPage(dev, 0x10, 8, bytes(8), 'to-device')).toBe(0x10008n);
   });
 
   it('maps RAM with dma_map_resource only in the newest profile, where dma-debug reports it', () => {

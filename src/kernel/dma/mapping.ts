@@ -9,6 +9,7 @@
 
 import { type Bytes, type DmaAddr, PAGE_SHIFT, type PhysAddr, physAddr } from '../../hw/addr.js';
 import { err, type KResult, ok } from '../errno.js';
+import { isDirectMapAddr, type KVirtAddr, virtToPhys } from '../mm/direct-map.js';
 import { DEBUG_PHYS_TYPE, type DmaDebugCall, type DmaDebugType } from './debug.js';
 import { debugDmaMapPhys, debugDmaMappingError, debugDmaUnmapPhys } from './debug-checks.js';
 import { debugDmaDeviceRelease, debugDmaSyncSingle } from './debug-sync.js';
@@ -92,6 +93,35 @@ export function dmaMapPageAttrs(
   return mapPhysAs(dev, phys, size, dir, attrs, DEBUG_PHYS_TYPE[dev.ctx.version].page, 'dma_map_page_attrs');
 }
 
+/** `dma_map_page()`: `dma_map_page_attrs()` without attributes. */
+export const dmaMapPage = (
+  dev: DmaDevice,
+  pfn: number,
+  offset: number,
+  size: Bytes,
+  dir: DmaDirection,
+): DmaAddr => dmaMapPageAttrs(dev, pfn, offset, size, dir, 0);
+
+/**
+ * `dma_map_single_attrs()`: map `size` bytes at kernel virtual address `ptr` (a direct-map address).
+ * @returns as `dmaMapPageAttrs`; DMA_MAPPING_ERROR with a WARN for an address outside the direct map
+ *   ("rejecting DMA map of vmalloc memory").
+ */
+export function dmaMapSingleAttrs(
+  dev: DmaDevice,
+  ptr: KVirtAddr,
+  size: Bytes,
+  dir: DmaDirection,
+  attrs = 0,
+): DmaAddr {
+  if (!isDirectMapAddr(ptr)) {
+    warnOnceDev(dev, 'vmalloc', 'rejecting DMA map of vmalloc memory');
+    return DMA_MAPPING_ERROR;
+  }
+  const phys = virtToPhys(ptr);
+  return dmaMapPageAttrs(dev, Number(phys >> BigInt(PAGE_SHIFT)), Number(phys & 0xfffn), size, dir, attrs);
+}
+
 /**
  * `dma_map_resource()`: map MMIO (a BAR, a doorbell) for DMA; `dma_map_phys(..., DMA_ATTR_MMIO)`.
  * @returns as `dmaMapPhys`. 6.1 refuses RAM (WARN_ON_ONCE(pfn_valid)); newest maps it and the debug
@@ -153,6 +183,11 @@ export function dmaUnmapPageAttrs(
   if (dev.ctx.version !== '6.1' && (attrs & DMA_ATTR_MMIO) !== 0) return;
   unmapPhysAs(dev, addr, size, dir, attrs, DEBUG_PHYS_TYPE[dev.ctx.version].page, 'dma_unmap_page_attrs');
 }
+
+/** `dma_unmap_page()` / `dma_unmap_single()`: `dma_unmap_page_attrs()` without attributes. */
+export const dmaUnmapPage = (dev: DmaDevice, addr: DmaAddr, size: Bytes, dir: DmaDirection): void =>
+  dmaUnmapPageAttrs(dev, addr, size, dir, 0);
+export const dmaUnmapSingle = dmaUnmapPage;
 
 /** `dma_unmap_resource()`. */
 export function dmaUnmapResource(
