@@ -11,6 +11,7 @@ import type { DmaDirection } from '../dma/dma-types.js';
 import { err, type KResult, ok } from '../errno.js';
 import type { SgTable } from '../lib/scatterlist.js';
 import { attachArg, callText } from './dma-buf-call.js';
+import type { DmaBufVma } from './dma-buf-mmap.js';
 import {
   type DmaResv,
   dmaResvAssertHeld,
@@ -56,6 +57,8 @@ export interface DmaBufOps {
   /** The last reference is gone. */
   readonly release: (dmabuf: DmaBuf) => void;
   readonly begin_cpu_access?: (dmabuf: DmaBuf, dir: DmaDirection) => KResult<undefined>;
+  /** Set up a user mapping: install the fault handler (dma-buf-mmap.ts). */
+  readonly mmap?: (dmabuf: DmaBuf, vma: DmaBufVma) => KResult<undefined>;
   readonly end_cpu_access?: (dmabuf: DmaBuf, dir: DmaDirection) => KResult<undefined>;
 }
 
