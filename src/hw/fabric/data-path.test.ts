@@ -128,6 +128,38 @@ describe('data path: bytes and counters', () => {
     });
     expect(c.switches[0]!.bytes).toBe(2 * Number(4n * MiB));
   });
+  it('with ACS redirect and an IOMMU the device uses an IOVA for the peer BAR: every byte through the root complex', () => {
+    const { e, fab, fn } = setup(
+      switchBox({ iommu: true, dspAcs: PCI_ACS_RR | PCI_ACS_CR, rootPortAcs: LINUX_RP }),
+    );
+    const nvme = fn('0000:03:00.0');
+    const unit = fab.iommuFor(nvme)!;
+    const d = unit.allocDomain('paging')!;
+    unit.attach(nvme.name, d);
+    unit.map(d, 0x1_0000_0000n, VRAM_04, 0x200000n, 2, { read: true, write: true });
+    unit.map(d, 0x8000_0000n, VRAM_04, 0x200000n, 1, { read: true, write: true });
+    const cmb = fab.addressMap.barMemory(nvme, 2);
+    const data = pattern(Number(4n * MiB), 4);
+    cmb.write(0, data);
+    const before = unit.stats.translations;
+    const out = dma(fab, nvme, 'write', 0x1_0000_0000n, 4n * MiB, { kind: 'memory', mem: cmb, offset: 0 });
+    e.run();
+    expect(out[0]!.ok).toBe(true);
+    expect(unit.stats.translations - before).toBe(1);
+    const vram = fab.addressMap.barMemory(fn('0000:04:00.0'), 1);
+    expect(same(vram.readBytes(0, data.length), data)).toBe(true);
+    expect(fab.counters().rootComplexBytes).toBe(Number(4n * MiB));
+    expect(fab.counters().hostMemoryBytes).toBe(0);
+    // The bus address of the BAR itself is not mapped in the domain: used directly it faults.
+    const raw = dma(fab, nvme, 'write', VRAM_04, 4096n, { kind: 'memory', mem: cmb, offset: 0 });
+    e.run();
+    expect(!raw[0]!.ok && raw[0]!.reason).toBe('iommu-fault');
+    // An IOVA inside a bridge window never reaches the IOMMU (why Linux reserves those ranges in
+    // every DMA domain): here it is below the NVMe's own port, so the port refuses it.
+    const inWindow = dma(fab, nvme, 'write', 0x8000_0000n, 4096n, { kind: 'memory', mem: cmb, offset: 0 });
+    e.run();
+    expect(!inWindow[0]!.ok && inWindow[0]!.reason).toBe('unsupported-request');
+  });
   it('a read brings RAM bytes into the device buffer and counts them on the way down', () => {
     const { e, fab, fn } = setup(switchBox());
     const ram = fab.addressMap.ram.find((r) => r.node === 1)!;
