@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { registerCapture } from './cmd-capture.js';
 import { registerMachines } from './cmd-machines.js';
 import { registerP2p } from './cmd-p2p.js';
+import { registerRun } from './cmd-run.js';
 import { EXIT_BAD_INPUT, EXIT_OK, outcomeOf } from './exit.js';
 
 export async function main(argv: readonly string[]): Promise<number> {
@@ -21,6 +22,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   registerP2p(program, setCode);
   registerCapture(program, setCode);
   registerMachines(program, setCode);
+  registerRun(program, setCode);
   try {
     await program.parseAsync(argv as string[], { from: 'user' });
   } catch (e) {

@@ -12,8 +12,9 @@
 //              `size` bytes in `blockSize` pieces with `queueDepth` of them in flight
 //   expect:    what the run must show (errors by errno name, zero root-complex bytes, ...)
 
-import { readFileSync } from 'node:fs';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { ERRNO, type Errno } from '../../kernel/errno.js';
 import { TopologyError } from '../../topology/errors.js';
@@ -82,6 +83,8 @@ export const ScenarioSchema = z.strictObject({
   kernel: z.enum(['6.1', 'newest']).optional(),
   seed: z.number().int().min(0).max(0xffff_ffff).optional(),
   iommu: z.enum(['off', 'strict', 'lazy', 'passthrough']).optional(),
+  /** Fault injection through the driver's seams (see src/kernel/drivers/nvme/pci.ts). */
+  faults: z.strictObject({ unmapBeforeDma: z.boolean().optional() }).optional(),
   buffers: z.record(Name, Buffer),
   fill: z.array(Fill).optional(),
   transfers: z.array(Transfer).min(1, { error: 'a scenario needs at least one transfer' }),
@@ -167,3 +170,25 @@ export function loadScenarioFile(path: string): Scenario {
 
 /** An errno name from a string the schema accepted. */
 export const asErrno = (s: string): Errno => s as Errno;
+
+/** The built-in scenarios: scenarios/ at the package root (three levels above this module). */
+export const SCENARIO_DIR = fileURLToPath(new URL('../../../scenarios/', import.meta.url));
+
+/** Built-in scenario names with their descriptions, sorted. */
+export function listBuiltinScenarios(): { name: string; description: string }[] {
+  if (!existsSync(SCENARIO_DIR)) return [];
+  return readdirSync(SCENARIO_DIR)
+    .filter((f) => f.endsWith('.yaml'))
+    .sort()
+    .map((f) => {
+      const sc = loadScenarioFile(join(SCENARIO_DIR, f));
+      return { name: f.replace(/\.yaml$/, ''), description: sc.doc.description ?? '' };
+    });
+}
+
+/** A scenario argument: a built-in name, or a path to a scenario file. @returns null for an unknown name. */
+export function resolveScenario(arg: string): Scenario | null {
+  if (/[/\\]|\.ya?ml$/i.test(arg) || existsSync(arg)) return loadScenarioFile(arg);
+  const p = join(SCENARIO_DIR, `${arg}.yaml`);
+  return existsSync(p) ? loadScenarioFile(p) : null;
+}

@@ -8,7 +8,7 @@ import { switchBox } from '../../../hw/fabric/test-machines.js';
 import { dmaResvLock, dmaResvUnlock } from '../../dma-buf/dma-resv.js';
 import { dmaResvTestSignaled } from '../../dma-buf/dma-resv-iter.js';
 import { kthreadRun, runNonBlocking } from '../../dma-buf/sched.js';
-import { kernelOnFabric } from '../drivers-testbed.js';
+import { kernelOnFabric } from '../kernel-on-fabric.js';
 import {
   amdgpuBoCreate,
   amdgpuBoFree,

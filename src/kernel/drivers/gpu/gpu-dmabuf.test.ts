@@ -18,7 +18,7 @@ import { dmaBufCpuAccess, dmaBufMmap } from '../../dma-buf/dma-buf-mmap.js';
 import { dmaResvLock, dmaResvUnlock } from '../../dma-buf/dma-resv.js';
 import { kthreadRun, runNonBlocking } from '../../dma-buf/sched.js';
 import { forEachSgtableDmaSg } from '../../lib/scatterlist.js';
-import { kernelOnFabric } from '../drivers-testbed.js';
+import { kernelOnFabric } from '../kernel-on-fabric.js';
 import { amdgpuBoCreate, gpuDeviceInit, gpuResourcePhys, ttmBoValidate } from './gpu-bo.js';
 import { amdgpuGemPrimeExport } from './gpu-dmabuf.js';
 

@@ -127,6 +127,12 @@ export interface NvmeDriverOptions {
   readonly sglThreshold?: number | undefined;
   /** `io_queue_depth`. */
   readonly ioQueueDepth?: number | undefined;
+  /**
+   * Fault seam, not a kernel option: a driver bug that unmaps a request's data right after building
+   * the command, before the controller touches it (use after unmap). Behind an IOMMU in strict mode
+   * the controller's DMA then hits unmapped IOVAs: IOMMU faults, Data Transfer Error, -EIO.
+   */
+  readonly faultUnmapBeforeDma?: boolean | undefined;
 }
 
 /** `struct nvme_dev` + `struct nvme_ctrl` + the one namespace. */
@@ -362,7 +368,7 @@ function logError(d: NvmeDev, rq: Request, iod: NvmeIod, status: number): void {
 
 /** `nvme_pci_complete_rq()` + `nvme_end_req()`. */
 function completeRq(d: NvmeDev, rq: Request, iod: NvmeIod, cqe: NvmeCqe): void {
-  nvmeUnmapData(d.mapCtx!, rq, iod);
+  if (!d.opts.faultUnmapBeforeDma) nvmeUnmapData(d.mapCtx!, rq, iod);
   const st: BlkStatus = nvmeErrorStatus(cqe.status);
   if (st !== 'ok') logError(d, rq, iod, cqe.status);
   blkMqEndRequest(rq, st);
@@ -383,6 +389,7 @@ export function nvmeQueueRq(d: NvmeDev, rq: Request): BlkStatus {
   iod.cmd.setCdw(12, (rq.dataLen >> d.lbaShift) - 1);
   const st = NVME_MAP_DATA[d.k.version](d.mapCtx, rq, iod);
   if (st !== 'ok') return st;
+  if (d.opts.faultUnmapBeforeDma) nvmeUnmapData(d.mapCtx, rq, iod);
   submitCmd(d, d.io, iod.cmd, { rq, done: (cqe) => completeRq(d, rq, iod, cqe) });
   return 'ok';
 }

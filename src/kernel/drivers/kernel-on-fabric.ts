@@ -1,9 +1,10 @@
-// A kernel booted on a fabric, for driver tests: one engine (virtual clock) for both, the kernel's
-// physical memory read and written through the fabric's address map (RAM and BARs are the same bytes
-// devices move), and the kernel's IOMMU unit translating the fabric's DMA (so what dma-iommu or iommufd
-// maps is what a device's request sees). Mirrors no kernel file.
+// A kernel booted on a fabric, for the driver tests and the dma-buf scenarios: one engine (virtual
+// clock) for both, the kernel's RAM layout taken from the fabric, its physical memory read and written
+// through the fabric's address map (RAM and BARs are the same bytes devices move), and the kernel's
+// IOMMU unit translating the fabric's DMA (so what dma-iommu or iommufd maps is what a device's request
+// sees). Mirrors no kernel file; src/analysis/run/world.ts does the same for NVMe runs.
 
-import type { PhysAddr } from '../../hw/addr.js';
+import { bytes, type PhysAddr } from '../../hw/addr.js';
 import { buildFabric, type Fabric } from '../../hw/fabric/fabric.js';
 import type { IommuUnit } from '../../hw/iommu/iommu.js';
 import type { Machine, PciFunction } from '../../hw/pci.js';
@@ -55,10 +56,13 @@ export function kernelOnFabric(machine: Machine, o: KernelOnFabricOptions = {}):
   const mode = o.iommu ?? 'off';
   const m: Machine = { ...machine, iommu: mode !== 'off' };
   const engine = new Engine(o.seed ?? 1);
-  const fab = buildFabric(m, { flows: new FlowModel(engine), linkRate: pcieLinkRate });
+  const fab = buildFabric(m, { flows: new FlowModel(engine), linkRate: pcieLinkRate }, { iommu: mode !== 'off' });
+  const ram = fab.addressMap.ram.map((r) => ({ start: r.base, size: bytes(r.end - r.base), node: r.node }));
   const k = bootKernel(m, {
     version: o.version ?? 'newest',
+    seed: o.seed ?? 1,
     engine,
+    physLayout: { ram },
     dma: { iommu: mode === 'off' ? undefined : mode, memory: fabricMemory(fab) },
   });
   const unit = (k.dma.iommu as IommuDmaSetup | null)?.unit ?? null;
