@@ -56,7 +56,11 @@ export function kernelOnFabric(machine: Machine, o: KernelOnFabricOptions = {}):
   const mode = o.iommu ?? 'off';
   const m: Machine = { ...machine, iommu: mode !== 'off' };
   const engine = new Engine(o.seed ?? 1);
-  const fab = buildFabric(m, { flows: new FlowModel(engine), linkRate: pcieLinkRate }, { iommu: mode !== 'off' });
+  const fab = buildFabric(
+    m,
+    { flows: new FlowModel(engine), linkRate: pcieLinkRate },
+    { iommu: mode !== 'off' },
+  );
   const ram = fab.addressMap.ram.map((r) => ({ start: r.base, size: bytes(r.end - r.base), node: r.node }));
   const k = bootKernel(m, {
     version: o.version ?? 'newest',

@@ -15,9 +15,9 @@ import { dmaMapPhys, dmaSetMaskAndCoherent } from '../../dma/mapping.js';
 import type { DmaBuf } from '../../dma-buf/dma-buf.js';
 import { runNonBlocking } from '../../dma-buf/sched.js';
 import { allocPages } from '../../mm/page-alloc.js';
-import { type KernelOnFabric, kernelOnFabric } from '../kernel-on-fabric.js';
 import { amdgpuBoCreate, type GpuBo, type GpuDevice, gpuDeviceInit, gpuResourcePhys } from '../gpu/gpu-bo.js';
 import { amdgpuGemPrimeExport } from '../gpu/gpu-dmabuf.js';
+import { type KernelOnFabric, kernelOnFabric } from '../kernel-on-fabric.js';
 import type { IbDevice } from './umem-dmabuf.js';
 
 export const GPU_FN = '0000:04:00.0';
