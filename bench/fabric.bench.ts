@@ -18,7 +18,9 @@ function peerRead(label: string, from: string, to: string, totalBytes: bigint, c
   const reader = new Gpu(fab, fab.machine.byName.get(from)!, { chunkBytes, queueDepth: 8 });
   const source = fab.machine.byName.get(to)!;
   const srcBar = source.bars.find((b) => b.index === (source.hints?.cmb?.bar ?? source.hints?.vram?.bar))!;
-  const span = srcBar.size < GiB ? srcBar.size : GiB;
+  // bigints: Math.min does not apply.
+  let span: bigint = GiB;
+  if (srcBar.size < span) span = srcBar.size;
   const copies = Number(totalBytes / span);
   const results: CopyResult[] = [];
   const t0 = process.hrtime.bigint();
@@ -35,7 +37,21 @@ function peerRead(label: string, from: string, to: string, totalBytes: bigint, c
   );
 }
 
-console.log(`Gen4 x16 effective: ${(pcieLinkRate(4, 16).effectiveGBps / 1.073741824).toFixed(2)} GiB/s per direction`);
-peerRead('GPU 04 reads NVMe 03 CMB (same switch), 16 GiB', '0000:04:00.0', '0000:03:00.0', 16n * GiB, 1 << 20);
+console.log(
+  `Gen4 x16 effective: ${(pcieLinkRate(4, 16).effectiveGBps / 1.073741824).toFixed(2)} GiB/s per direction`,
+);
+peerRead(
+  'GPU 04 reads NVMe 03 CMB (same switch), 16 GiB',
+  '0000:04:00.0',
+  '0000:03:00.0',
+  16n * GiB,
+  1 << 20,
+);
 peerRead('GPU 04 reads GPU 06 VRAM (via RC), 16 GiB', '0000:04:00.0', '0000:06:00.0', 16n * GiB, 1 << 20);
-peerRead('GPU 04 reads GPU 06 VRAM, 4 MiB chunks', '0000:04:00.0', '0000:06:00.0', 16n * GiB, 4 * Number(MiB));
+peerRead(
+  'GPU 04 reads GPU 06 VRAM, 4 MiB chunks',
+  '0000:04:00.0',
+  '0000:06:00.0',
+  16n * GiB,
+  4 * Number(MiB),
+);
