@@ -64,6 +64,8 @@ export interface IommufdCtx {
   readonly globalDev: DmaBufDev;
   readonly areas: IoptArea[];
   readonly timeline: Timeline | null;
+  /** The IOTLB invalidation's drain: returns once no request translated by the old entries is in flight. */
+  readonly drain: (() => KTaskOp<void>) | null;
 }
 
 /** `struct iopt_pages` of type IOPT_ADDRESS_DMABUF. */
@@ -91,6 +93,11 @@ export interface IommufdOptions {
   /** The IOMMU unit of the devices that will be attached (default: the kernel's dma-iommu unit). */
   readonly unit?: IommuUnit;
   readonly timeline?: Timeline | null;
+  /**
+   * The hardware's drain of in-flight DMA on an IOTLB invalidation (VT-d's read/write drain): the
+   * platform's seam; without it an unmap completes at once.
+   */
+  readonly drain?: (() => KTaskOp<void>) | null;
 }
 
 /**
@@ -110,6 +117,7 @@ export function iommufdOpen(k: Kernel, o: IommufdOptions = {}): KResult<IommufdC
     globalDev: { name: 'iommu' },
     areas: [],
     timeline: o.timeline ?? null,
+    drain: o.drain ?? null,
   });
 }
 
@@ -120,13 +128,17 @@ export function iommufdDeviceAttach(ictx: IommufdCtx, fn: PciFunction): KResult<
 
 const revoked = (p: IoptPagesDmabuf): boolean => p.phys.len === 0n;
 
-/** `iopt_revoke_notify()`: take the range out of every domain, then mark the pages revoked. */
-function iopRevokeNotify(ictx: IommufdCtx, attach: DmaBufAttachment): void {
+/**
+ * `iopt_revoke_notify()`: take the range out of every domain, then mark the pages revoked. The unmap's
+ * IOTLB sync waits for the invalidation (and, where the platform drains, for DMA in flight).
+ */
+function iopRevokeNotify(ictx: IommufdCtx, attach: DmaBufAttachment): KTaskOp<void> | undefined {
   const pages = attach.importerPriv as IoptPagesDmabuf;
-  if (revoked(pages)) return;
+  if (revoked(pages)) return undefined;
   for (const t of pages.tracker) iommuUnmap(t.domain, t.area.iova, t.area.length);
   pages.phys.len = 0n;
   note(ictx.timeline, 'iommufd', 'revoke: IOMMU mapping removed', `${pages.tracker.length} area(s)`);
+  return ictx.drain?.() ?? undefined;
 }
 
 const revokeOps = (ictx: IommufdCtx): DmaBufAttachOps => {
