@@ -34,6 +34,10 @@ import type { Kernel } from '../../kernel.js';
 import type { KernelVersion } from '../../profile.js';
 import { type CoherentBuf, dmaAllocCoherent, dmaPoolCreate } from './coherent.js';
 import { nvmeMapCmb } from './nvme-cmb.js';
+import { allocQueue, type NvmeQueue, pollCq, submitCmd } from './pci-queue.js';
+
+export { type NvmeQueue, queueRing } from './pci-queue.js';
+
 import {
   capMqes,
   capStride,
@@ -102,25 +106,6 @@ export const NVME_IO_QUEUE_DEPTH = 1024;
 export const NVME_MAX_BYTES = 8 * 1024 * 1024;
 export const NVME_MAX_SEGS = 128;
 
-interface Pending {
-  readonly rq: Request | null;
-  readonly done: (cqe: NvmeCqe) => void;
-}
-
-/** `struct nvme_queue`. */
-export interface NvmeQueue {
-  readonly qid: number;
-  readonly depth: number;
-  readonly sq: CoherentBuf;
-  readonly cq: CoherentBuf;
-  sqTail: number;
-  cqHead: number;
-  cqPhase: number;
-  /** Command id -> what completes it (the kernel finds the request by tag). */
-  readonly inflight: Map<number, Pending>;
-  nextCid: number;
-}
-
 /** Driver options a scenario may set (module parameters). */
 export interface NvmeDriverOptions {
   /** `sgl_threshold` (bytes; 0 disables SGLs). */
@@ -160,61 +145,6 @@ export interface NvmeDev {
   mapCtx: NvmeMapCtx | null;
   readonly adminWait: WaitQueue;
   readonly errOnce: Set<string>;
-}
-
-const sqDb = (d: NvmeDev, qid: number): number => NVME_REG_DBS + 2 * qid * 4 * d.dbStride;
-const cqDb = (d: NvmeDev, qid: number): number => NVME_REG_DBS + (2 * qid + 1) * 4 * d.dbStride;
-
-function allocQueue(d: NvmeDev, qid: number, depth: number): KResult<NvmeQueue> {
-  const sq = dmaAllocCoherent(d.k, d.dev, depth * 64);
-  if (!sq.ok) return sq;
-  const cq = dmaAllocCoherent(d.k, d.dev, depth * 16);
-  if (!cq.ok) return cq;
-  return ok({
-    qid,
-    depth,
-    sq: sq.value,
-    cq: cq.value,
-    sqTail: 0,
-    cqHead: 0,
-    cqPhase: 1,
-    inflight: new Map(),
-    nextCid: 0,
-  });
-}
-
-/** `nvme_sq_copy_cmd()` + `nvme_write_sq_db()`: the SQE into the ring, then the tail doorbell. */
-function submitCmd(d: NvmeDev, q: NvmeQueue, cmd: NvmeCommand, p: Pending): void {
-  let cid = q.nextCid;
-  while (q.inflight.has(cid)) cid = (cid + 1) & 0xffff;
-  q.nextCid = (cid + 1) & 0xffff;
-  cmd.commandId = cid;
-  q.inflight.set(cid, p);
-  d.k.dma.memory.write(physAddr(q.sq.phys + BigInt(q.sqTail * 64)), cmd.bytes);
-  q.sqTail = (q.sqTail + 1) % q.depth;
-  d.port.write32(sqDb(d, q.qid), q.sqTail);
-}
-
-/** `nvme_poll_cq()`: consume completions whose phase matches, then ring the CQ head doorbell. */
-function pollCq(d: NvmeDev, q: NvmeQueue): void {
-  let found = 0;
-  for (;;) {
-    const cqe = decodeCqe(d.k.dma.memory.read(physAddr(q.cq.phys + BigInt(q.cqHead * 16)), 16));
-    if (cqe.phase !== q.cqPhase) break;
-    found++;
-    if (++q.cqHead === q.depth) {
-      q.cqHead = 0;
-      q.cqPhase ^= 1;
-    }
-    const p = q.inflight.get(cqe.commandId);
-    if (!p) {
-      d.k.log.devWarn(d.fn, `invalid id ${cqe.commandId} completed on queue ${q.qid}`);
-      continue;
-    }
-    q.inflight.delete(cqe.commandId);
-    p.done(cqe);
-  }
-  if (found > 0) d.port.write32(cqDb(d, q.qid), q.cqHead);
 }
 
 /** Submit an admin command and wait (in the probe task) for its completion. */
@@ -452,10 +382,3 @@ export function nvmeProbe(
   };
   return { dev: d, task: spawn(k.engine, `nvme probe ${fn.name}`, probeTask(d, onDone)) };
 }
-
-/** The DMA address of a queue's ring (for tests and reports). */
-export const queueRing = (q: NvmeQueue): { sq: DmaAddr; cq: DmaAddr; sqPhys: PhysAddr } => ({
-  sq: dmaAddr(q.sq.dma),
-  cq: dmaAddr(q.cq.dma),
-  sqPhys: q.sq.phys,
-});
