@@ -98,6 +98,7 @@ export function runJson(r: RunResult) {
     })),
     fabric: { rootComplexBytes: r.fabricRootComplexBytes, hostMemoryBytes: r.fabricHostMemoryBytes },
     untouched: r.untouched,
+    pools: r.pools,
     ledger: r.ledger,
     durationNs: r.durationNs,
     expectations: r.expectations,

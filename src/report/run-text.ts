@@ -100,6 +100,10 @@ export function renderRunText(r: RunResult, opts: { color: boolean }): string {
     ...r.errors.map((e) =>
       c.red(`  ${e.transfer}: ${e.errno} (-${ERRNO[e.errno]}) x${e.count}: ${e.detail}`),
     ),
+    ...r.pools.map(
+      (p) =>
+        `P2PDMA pool of ${p.provider}: ${fmtBytes(p.availableMapped)} of ${fmtBytes(p.size)} free while mapped, ${fmtBytes(p.availableAfter)} after munmap`,
+    ),
     `DMA debug ledger: ${r.ledger.length === 0 ? 'no findings' : ''}`,
     ...r.ledger.map((l) => c.yellow(`  ${l}`)),
     '',

@@ -9,8 +9,10 @@
 // Everything random comes from the scenario's seed; two runs with one seed give the same report.
 
 import type { IommuFault } from '../../hw/iommu/iommu.js';
-import type { Machine } from '../../hw/pci.js';
+import type { Machine, PciFunction } from '../../hw/pci.js';
 import type { Errno } from '../../kernel/errno.js';
+import { exitMmap } from '../../kernel/mm/vma.js';
+import { p2pmemSysfsRead } from '../../kernel/pci/p2pdma-sysfs.js';
 import { Prng } from '../../sim/prng.js';
 import { checksumBuffer, makeBuffer, type RunBuffer } from './buffers.js';
 import { type TransferTraffic, trafficObserver } from './observe.js';
@@ -64,6 +66,16 @@ export interface RunResult {
   readonly errors: readonly { transfer: string; errno: Errno; detail: string; count: number }[];
   readonly verified: boolean;
   readonly untouched: readonly { buffer: string; ok: boolean }[];
+  /**
+   * P2PDMA pools of the providers whose memory a buffer used: free bytes while the buffers were
+   * mapped, and after the process unmapped them (pages return one by one on their last put).
+   */
+  readonly pools: readonly {
+    provider: string;
+    size: number;
+    availableMapped: number;
+    availableAfter: number;
+  }[];
   readonly ledger: readonly string[];
   readonly kernelLog: readonly string[];
   readonly durationNs: number;
@@ -210,12 +222,13 @@ function summarize(
   durationNs: number,
 ): RunResult {
   const { buffers, before, sizes } = bufs;
-  const sum = (f: (r: TransferResult) => number): number => results.reduce((s, r) => s + f(r), 0);
-  const counters = w.fabric.counters();
   const untouched = [...before].map(([n, c]) => ({
     buffer: n,
     ok: checksumBuffer(w, buffers.get(n)!, 0, sizes.get(n)!) === c,
   }));
+  const pools = releaseBuffers(w, sc.doc, buffers);
+  const sum = (f: (r: TransferResult) => number): number => results.reduce((s, r) => s + f(r), 0);
+  const counters = w.fabric.counters();
   const summary = {
     scenario: sc.name,
     machine: w.machine.name,
@@ -233,6 +246,7 @@ function summarize(
     errors: results.flatMap((r) => r.errors.map((e) => ({ transfer: r.name, ...e }))),
     verified: results.every((r) => r.verified) && untouched.every((u) => u.ok),
     untouched,
+    pools,
     ledger: w.kernel.dma.debug.reports.flatMap((r) => r.lines),
     kernelLog: w.kernel.log.lines
       .slice(logMark)
@@ -240,6 +254,35 @@ function summarize(
     durationNs,
   };
   return { ...summary, expectations: checkExpectations(sc.doc, summary) };
+}
+
+/** The pool of a provider: total and free bytes (its p2pmem `size` and `available` files). */
+function poolBytes(w: World, fn: PciFunction): { size: number; available: number } | null {
+  const size = p2pmemSysfsRead(w.kernel, fn, 'size');
+  const avail = p2pmemSysfsRead(w.kernel, fn, 'available');
+  return size.ok && avail.ok
+    ? { size: Number(size.value.trim()), available: Number(avail.value.trim()) }
+    : null;
+}
+
+/** munmap() every user buffer (exit of the program) and report the providers' pools before and after. */
+function releaseBuffers(w: World, doc: ScenarioDoc, buffers: Map<string, RunBuffer>): RunResult['pools'] {
+  const providers = new Map<string, PciFunction>();
+  for (const [name, b] of Object.entries(doc.buffers)) {
+    if (b.kind === 'anon') continue;
+    const fn = findNvme(w, b.provider)?.fn;
+    if (fn && buffers.get(name)?.kind !== 'failed') providers.set(b.provider, fn);
+  }
+  const mapped = new Map([...providers].map(([n, fn]) => [n, poolBytes(w, fn)]));
+  exitMmap(w.proc);
+  const out: { provider: string; size: number; availableMapped: number; availableAfter: number }[] = [];
+  for (const [n, fn] of providers) {
+    const a = mapped.get(n);
+    const b = poolBytes(w, fn);
+    if (a && b)
+      out.push({ provider: n, size: a.size, availableMapped: a.available, availableAfter: b.available });
+  }
+  return out;
 }
 
 type Summary = Omit<RunResult, 'expectations'>;
