@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MiB, physAddr } from '../../hw/addr.js';
 import { sparsePhysMemory } from '../dma/dma-context.js';
@@ -216,5 +217,43 @@ describe('bio_add_page', () => {
     submitBio(w.q, bio);
     w.k.engine.run();
     expect(done && bio.status === 'ok').toBe(true);
+  });
+});
+
+describe('O_DIRECT over buffers that mix memory kinds (property)', () => {
+  it('moves exactly the asked bytes, right, and never puts two memory kinds in one request', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ p2p: fc.boolean(), pages: fc.integer({ min: 1, max: 6 }) }), {
+          minLength: 1,
+          maxLength: 5,
+        }),
+        fc.integer({ min: 0, max: 7 }),
+        (spans, skipSectors) => {
+          const w = world();
+          // Map the spans top-down so they end up contiguous in the address space, lowest first.
+          const bases = [...spans]
+            .reverse()
+            .map((s) => (s.p2p ? w.p2p(s.pages * PAGE) : w.anon(s.pages * PAGE)));
+          const start = bases.at(-1)!;
+          const total = spans.reduce((n, s) => n + s.pages * PAGE, 0) - skipSectors * 512;
+          const buf = userAddr(start + BigInt(skipSectors * 512));
+          let done = 0;
+          while (done < total) {
+            const r = w.read(userAddr(buf + BigInt(done)), total - done, done);
+            expect(r.ok).toBe(true);
+            if (!r.ok) return;
+            done += r.bytes;
+          }
+          const got = copyFromUser(w.mm, buf, total);
+          expect(got.ok && Buffer.from(got.value).equals(Buffer.from(w.disk.subarray(0, total)))).toBe(true);
+          for (const rq of w.seen) {
+            const kinds = new Set(bioSegs(rq.bio).map((s) => s.page.pgmap === null));
+            expect(kinds.size).toBe(1);
+          }
+        },
+      ),
+      { numRuns: 25, seed: 42 },
+    );
   });
 });
