@@ -14,7 +14,7 @@
 // Probing runs as a task on the engine (register polls sleep in virtual time, admin commands wait
 // for their completion interrupt), so it interleaves with the controller model like the real thing.
 
-import { type DmaAddr, dmaAddr, type PhysAddr, physAddr } from '../../../hw/addr.js';
+import { physAddr } from '../../../hw/addr.js';
 import type { PciFunction } from '../../../hw/pci.js';
 import { sleep, spawn, type Task, type TaskBody, WaitQueue, waitOn } from '../../../sim/task.js';
 import {
@@ -42,7 +42,6 @@ import {
   capMqes,
   capStride,
   capTimeout,
-  decodeCqe,
   ID_CTRL_MDTS,
   ID_CTRL_SGLS,
   ID_NS_FLBAS,
@@ -67,7 +66,6 @@ import {
   NVME_REG_CAP,
   NVME_REG_CC,
   NVME_REG_CSTS,
-  NVME_REG_DBS,
   NvmeCommand,
   type NvmeCqe,
   nvmeErrorStatus,
@@ -167,7 +165,7 @@ function* waitReady(d: NvmeDev, enabled: boolean): TaskBody<boolean> {
   return true;
 }
 
-function identify(d: NvmeDev, cns: number, nsid: number, buf: CoherentBuf): NvmeCommand {
+function identify(_d: NvmeDev, cns: number, nsid: number, buf: CoherentBuf): NvmeCommand {
   const c = new NvmeCommand();
   c.opcode = NVME_ADMIN_IDENTIFY;
   c.nsid = nsid;
