@@ -120,6 +120,12 @@ export const amdgpuDmabufOps: DmaBufOps = {
     const dev = attach.dev;
     if (!isDmaDevice(dev) || pciP2pdmaDistance(bo.gdev.k.p2p, bo.gdev.hw.fn, dev.fn, false) < 0)
       attach.peer2peer = false;
+    note(
+      bo.gdev.timeline,
+      bo.gdev.name,
+      'attach',
+      `${bo.name} by ${dev.name}${attach.peer2peer ? ' (peer2peer)' : ''}`,
+    );
     return ok(undefined);
   },
   pin(attach) {

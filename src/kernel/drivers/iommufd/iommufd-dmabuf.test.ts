@@ -99,6 +99,7 @@ describe('IOMMU_IOAS_MAP_FILE of a VFIO dma-buf', () => {
     ]);
     expect(tl.events.map((e) => [e.ns, e.who, e.what])).toEqual([
       [0, 'vfio-pci 0000:03:00.0', 'export'],
+      [0, 'vfio-pci 0000:03:00.0', 'attach'],
       [0, 'iommufd', 'map'],
       [100, 'vfio-pci 0000:03:00.0', 'reset: revoke'],
       [100, 'iommufd', 'revoke: IOMMU mapping removed'],

@@ -169,6 +169,8 @@ export interface StreamChunk {
   readonly off: number;
   readonly len: number;
   readonly src: DmaAddr;
+  /** Which mapping of the MR translated it: 0 for the first, +1 per re-map after a fault. */
+  readonly mapGen: number;
   readonly postNs: number;
   doneNs: number;
   status: WcStatus | 'pending';
@@ -245,6 +247,7 @@ export function* mlx5StreamFromMr(
       off,
       len: n,
       src: t.addr,
+      mapGen: mr.stats.remaps,
       postNs: nic.fab.clock.nowNs,
       doneNs: -1,
       status: 'pending',

@@ -343,6 +343,8 @@ describe('revocation', () => {
     expect(mapDuringReset).toBe('ENODEV');
     expect(r.tl.events.map((e) => [e.ns, e.what])).toEqual([
       [0, 'export'],
+      [0, 'attach'],
+      [0, 'map'],
       [0, 'reset: revoke'],
       [300, 'reset: revoke returned, FLR'],
       [1_000_300, 'reset: done'],

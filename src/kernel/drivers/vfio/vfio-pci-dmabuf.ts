@@ -86,6 +86,7 @@ export const vfioPciDmabufOps: DmaBufOps = {
         'EOPNOTSUPP',
         'vfio_pci_dma_buf_attach: importer cannot be revoked (no invalidate_mappings)',
       );
+    if (priv.vdev) note(priv.vdev.timeline, priv.vdev.name, 'attach', attach.dev.name);
     return ok(undefined);
   },
   map_dma_buf(attach, dir) {
@@ -93,7 +94,10 @@ export const vfioPciDmabufOps: DmaBufOps = {
     dmaResvAssertHeld(priv.dmabuf.resv, 'vfio_pci_dma_buf_map');
     if (priv.revoked) return err('ENODEV', 'vfio_pci_dma_buf_map: the BAR is revoked');
     const sgt = dmaBufPhysVecToSgt(attach, priv.provider, priv.physVec, priv.size, dir);
-    if (sgt.ok) priv.kref++;
+    if (sgt.ok) {
+      priv.kref++;
+      if (priv.vdev) note(priv.vdev.timeline, priv.vdev.name, 'map', `for ${attach.dev.name}`);
+    }
     return sgt;
   },
   unmap_dma_buf(attach, sgt, dir) {
