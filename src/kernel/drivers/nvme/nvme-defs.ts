@@ -8,19 +8,91 @@
 //   SQE: opcode | flags (PSDT) | command id | nsid | ... | DPTR (PRP1, PRP2 or one SGL descriptor) | CDW10-15
 //   CQE: result | sq head | sq id | command id | status (phase bit 0, status field bits 1-15)
 
-import type { BlkStatus } from '../../block/blk-status.js';
+// Register offsets and bits that the device model defines too (the NVMe specification's values): one
+// definition, shared.
+import {
+  NVME_ADMIN_CREATE_CQ,
+  NVME_ADMIN_CREATE_SQ,
+  NVME_ADMIN_IDENTIFY,
+  NVME_ADMIN_SET_FEATURES,
+  NVME_CC_ENABLE,
+  NVME_CC_MPS_SHIFT,
+  NVME_CMBMSC_CMSE,
+  NVME_CMBMSC_CRE,
+  NVME_CMBSZ_CQS,
+  NVME_CMBSZ_LISTS,
+  NVME_CMBSZ_RDS,
+  NVME_CMBSZ_SQS,
+  NVME_CMBSZ_WDS,
+  NVME_CMD_READ,
+  NVME_CMD_SGL_METABUF,
+  NVME_CMD_WRITE,
+  NVME_CSTS_CFS,
+  NVME_CSTS_RDY,
+  NVME_FEAT_NUM_QUEUES,
+  NVME_ID_CNS_CTRL,
+  NVME_ID_CNS_NS,
+  NVME_REG_ACQ,
+  NVME_REG_AQA,
+  NVME_REG_ASQ,
+  NVME_REG_CAP,
+  NVME_REG_CC,
+  NVME_REG_CMBLOC,
+  NVME_REG_CMBMSC,
+  NVME_REG_CMBSZ,
+  NVME_REG_CSTS,
+  NVME_REG_DBS,
+  NVME_REG_VS,
+  NVME_SC_DATA_XFER_ERROR,
+  NVME_SC_INVALID_FIELD,
+  NVME_SC_INVALID_OPCODE,
+  NVME_SC_LBA_RANGE,
+  NVME_SC_PRP_INVALID_OFFSET,
+  NVME_SC_SUCCESS,
+} from '../../../hw/devices/nvme-regs.js';
 
-export const NVME_REG_CAP = 0x00;
-export const NVME_REG_VS = 0x08;
-export const NVME_REG_CC = 0x14;
-export const NVME_REG_CSTS = 0x1c;
-export const NVME_REG_AQA = 0x24;
-export const NVME_REG_ASQ = 0x28;
-export const NVME_REG_ACQ = 0x30;
-export const NVME_REG_CMBLOC = 0x38;
-export const NVME_REG_CMBSZ = 0x3c;
-export const NVME_REG_CMBMSC = 0x50;
-export const NVME_REG_DBS = 0x1000;
+export {
+  NVME_ADMIN_CREATE_CQ,
+  NVME_ADMIN_CREATE_SQ,
+  NVME_ADMIN_IDENTIFY,
+  NVME_ADMIN_SET_FEATURES,
+  NVME_CC_ENABLE,
+  NVME_CC_MPS_SHIFT,
+  NVME_CMBMSC_CMSE,
+  NVME_CMBMSC_CRE,
+  NVME_CMBSZ_CQS,
+  NVME_CMBSZ_LISTS,
+  NVME_CMBSZ_RDS,
+  NVME_CMBSZ_SQS,
+  NVME_CMBSZ_WDS,
+  NVME_CMD_READ,
+  NVME_CMD_SGL_METABUF,
+  NVME_CMD_WRITE,
+  NVME_CSTS_CFS,
+  NVME_CSTS_RDY,
+  NVME_FEAT_NUM_QUEUES,
+  NVME_ID_CNS_CTRL,
+  NVME_ID_CNS_NS,
+  NVME_REG_ACQ,
+  NVME_REG_AQA,
+  NVME_REG_ASQ,
+  NVME_REG_CAP,
+  NVME_REG_CC,
+  NVME_REG_CMBLOC,
+  NVME_REG_CMBMSC,
+  NVME_REG_CMBSZ,
+  NVME_REG_CSTS,
+  NVME_REG_DBS,
+  NVME_REG_VS,
+  NVME_SC_DATA_XFER_ERROR,
+  NVME_SC_INVALID_FIELD,
+  NVME_SC_INVALID_OPCODE,
+  NVME_SC_LBA_RANGE,
+  NVME_SC_PRP_INVALID_OFFSET,
+  NVME_SC_SUCCESS,
+};
+
+import type { BlkStatus } from '../../block/blk-status.js';
 
 /** CAP fields (bigint: the register is 64 bits). */
 export const capMqes = (cap: bigint): number => Number(cap & 0xffffn);
@@ -29,45 +101,23 @@ export const capStride = (cap: bigint): number => Number((cap >> 32n) & 0xfn);
 export const capMpsmin = (cap: bigint): number => Number((cap >> 48n) & 0xfn);
 export const capCmbs = (cap: bigint): boolean => ((cap >> 57n) & 1n) === 1n;
 
-export const NVME_CC_ENABLE = 1 << 0;
 export const NVME_CC_CSS_NVM = 0 << 4;
-export const NVME_CC_MPS_SHIFT = 7;
 export const NVME_CC_IOSQES = 6 << 16;
 export const NVME_CC_IOCQES = 4 << 20;
-export const NVME_CSTS_RDY = 1 << 0;
-export const NVME_CSTS_CFS = 1 << 1;
 
 /** CMBSZ bits and fields. */
-export const NVME_CMBSZ_SQS = 1 << 0;
-export const NVME_CMBSZ_CQS = 1 << 1;
-export const NVME_CMBSZ_LISTS = 1 << 2;
-export const NVME_CMBSZ_RDS = 1 << 3;
-export const NVME_CMBSZ_WDS = 1 << 4;
 export const cmbszSzu = (cmbsz: number): number => (cmbsz >>> 8) & 0xf;
 export const cmbszSz = (cmbsz: number): number => cmbsz >>> 12;
 /** `nvme_cmb_size_unit()`: 4 KiB << (4 * SZU). */
 export const cmbSizeUnit = (cmbsz: number): bigint => 1n << BigInt(12 + 4 * cmbszSzu(cmbsz));
 export const cmblocBir = (cmbloc: number): number => cmbloc & 0x7;
 export const cmblocOfst = (cmbloc: number): number => cmbloc >>> 12;
-export const NVME_CMBMSC_CRE = 1n << 0n;
-export const NVME_CMBMSC_CMSE = 1n << 1n;
 
 /** `NVME_CTRL_PAGE_SIZE`: the driver always uses 4 KiB controller pages. */
 export const NVME_CTRL_PAGE_SHIFT = 12;
 export const NVME_CTRL_PAGE_SIZE = 4096;
 
-export const NVME_ADMIN_CREATE_SQ = 0x01;
-export const NVME_ADMIN_CREATE_CQ = 0x05;
-export const NVME_ADMIN_IDENTIFY = 0x06;
-export const NVME_ADMIN_SET_FEATURES = 0x09;
-export const NVME_CMD_WRITE = 0x01;
-export const NVME_CMD_READ = 0x02;
-export const NVME_FEAT_NUM_QUEUES = 0x07;
-export const NVME_ID_CNS_NS = 0x00;
-export const NVME_ID_CNS_CTRL = 0x01;
-
 /** Command flags: PSDT (PRP or SGL for the data pointer). */
-export const NVME_CMD_SGL_METABUF = 1 << 6;
 
 /** SGL descriptor types (`type << 4 | subtype`). */
 export const NVME_SGL_FMT_DATA_DESC = 0x00;
@@ -84,14 +134,8 @@ export const ID_NS_FLBAS = 26;
 export const ID_NS_LBAF = 128;
 
 /** Status field (CQE status >> 1): SC bits 0-7, SCT bits 8-10, DNR bit 14. */
-export const NVME_SC_SUCCESS = 0x0;
-export const NVME_SC_INVALID_OPCODE = 0x1;
-export const NVME_SC_INVALID_FIELD = 0x2;
-export const NVME_SC_DATA_XFER_ERROR = 0x4;
 export const NVME_SC_SGL_INVALID_LAST = 0x0f;
-export const NVME_SC_PRP_INVALID_OFFSET = 0x13;
 export const NVME_SC_CAP_EXCEEDED = 0x81;
-export const NVME_SC_LBA_RANGE = 0x80;
 export const NVME_SC_DNR = 0x4000;
 export const NVME_SCT_SC_MASK = 0x7ff;
 
