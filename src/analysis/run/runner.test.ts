@@ -36,7 +36,9 @@ describe('built-in scenarios', () => {
     ]);
     expect(r.transfers[1]!.internalBytes).toBe(4 << 20);
     // munmap at exit gives every CMB page back to the pool.
-    expect(r.pools).toEqual([{ provider: 'nvme1', size: 256 << 20, availableMapped: 252 << 20, availableAfter: 256 << 20 }]);
+    expect(r.pools).toEqual([
+      { provider: 'nvme1', size: 256 << 20, availableMapped: 252 << 20, availableAfter: 256 << 20 },
+    ]);
   });
 
   it('p2p-acs: all P2P data through the root complex and the IOMMU (IOVAs), with the kernel warning', () => {

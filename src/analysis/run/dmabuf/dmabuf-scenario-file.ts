@@ -13,7 +13,13 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { TopologyError } from '../../../topology/errors.js';
-import { explain, issuesAt, MachineFileError, parseYaml, sortIssues } from '../../../topology/machine-file/parse.js';
+import {
+  explain,
+  issuesAt,
+  MachineFileError,
+  parseYaml,
+  sortIssues,
+} from '../../../topology/machine-file/parse.js';
 import { parseSize } from '../../../topology/machine-file/values.js';
 import { SCENARIO_DIR } from '../scenario-file.js';
 
@@ -33,7 +39,10 @@ const Duration = z.union([z.number(), z.string()]).transform((v, ctx) => {
   const m = typeof v === 'number' ? null : /^\s*([0-9]+(?:\.[0-9]+)?)\s*(ns|us|ms|s)\s*$/.exec(v);
   const ns = typeof v === 'number' ? v : m ? Number(m[1]) * UNIT_NS[m[2]!]! : Number.NaN;
   if (!Number.isFinite(ns) || ns < 0) {
-    ctx.addIssue({ code: 'custom', message: `"${String(v)}" is not a time (write e.g. 1000, "300us", "1.5ms")` });
+    ctx.addIssue({
+      code: 'custom',
+      message: `"${String(v)}" is not a time (write e.g. 1000, "300us", "1.5ms")`,
+    });
     return z.NEVER;
   }
   return Math.round(ns);
@@ -50,7 +59,10 @@ const common = {
   iommu: z.enum(['off', 'strict', 'lazy']).optional(),
 };
 
-const Stream = z.strictObject({ chunk: Size.optional(), window: z.number().int().min(1).max(256).optional() });
+const Stream = z.strictObject({
+  chunk: Size.optional(),
+  window: z.number().int().min(1).max(256).optional(),
+});
 
 export const DmabufEvictSchema = z.strictObject({
   kind: z.literal('dmabuf-evict'),
@@ -83,7 +95,11 @@ export const VfioRevokeSchema = z.strictObject({
   region: z.strictObject({ offset: Size, length: Size }),
   /** The device attached to the iommufd IOAS, and the IOVA the range is mapped at. */
   iommufd: z.strictObject({ device: Name, iova: Size, chunk: Size.optional() }),
-  rdma: z.strictObject({ nic: Name, chunk: Size.optional(), window: z.number().int().min(1).max(256).optional() }),
+  rdma: z.strictObject({
+    nic: Name,
+    chunk: Size.optional(),
+    window: z.number().int().min(1).max(256).optional(),
+  }),
   reset: z.strictObject({ at: Duration, duration: Duration.optional() }),
   expect: z.strictObject({ accessesAfterRevoke: z.number().int().min(0).optional() }).optional(),
 });
