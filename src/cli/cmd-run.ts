@@ -6,10 +6,12 @@
 
 import cliProgress from 'cli-progress';
 import { type Command, Option } from 'commander';
+import { listDmabufScenarios, resolveDmabufScenario } from '../analysis/run/dmabuf/dmabuf-scenario-file.js';
 import { runScenario } from '../analysis/run/runner.js';
 import { listBuiltinScenarios, resolveScenario } from '../analysis/run/scenario-file.js';
 import { runJson } from '../report/run-json.js';
 import { renderRunText } from '../report/run-text.js';
+import { runDmabufCommand } from './cmd-run-dmabuf.js';
 import { EXIT_OK, UsageError } from './exit.js';
 import { loadMachine } from './load-machine.js';
 
@@ -98,15 +100,24 @@ export function registerRun(program: Command, setCode: (c: number) => void): voi
     .option('--no-progress', 'no progress bar (it is shown only when stderr is a terminal)')
     .action(async (arg: string | undefined, opts: RunOpts) => {
       if (arg === undefined) {
-        const list = listBuiltinScenarios();
+        const list = [...listBuiltinScenarios(), ...listDmabufScenarios()].sort((a, b) =>
+          a.name.localeCompare(b.name),
+        );
         const w = Math.max(...list.map((s) => s.name.length));
         process.stdout.write(`${list.map((s) => `${s.name.padEnd(w)}  ${s.description}`).join('\n')}\n`);
         setCode(EXIT_OK);
         return;
       }
+      // dma-buf scenarios (kind: dmabuf-evict | vfio-revoke) have their own runner.
+      const dmabuf = resolveDmabufScenario(arg);
+      if (dmabuf !== null) {
+        const o = { ...opts, seed: parseSeed(opts.seed) };
+        setCode(await runDmabufCommand(arg, dmabuf, o, (x) => reproduceCommand(arg, x)));
+        return;
+      }
       const sc = resolveScenario(arg);
       if (sc === null) {
-        const names = listBuiltinScenarios().map((s) => s.name);
+        const names = [...listBuiltinScenarios(), ...listDmabufScenarios()].map((s) => s.name).sort();
         throw new UsageError(
           `no built-in scenario "${arg}"; built-in scenarios: ${names.join(', ')} (or give a scenario file path)`,
         );

@@ -174,11 +174,14 @@ export const asErrno = (s: string): Errno => s as Errno;
 /** The built-in scenarios: scenarios/ at the package root (three levels above this module). */
 export const SCENARIO_DIR = fileURLToPath(new URL('../../../scenarios/', import.meta.url));
 
-/** Built-in scenario names with their descriptions, sorted. */
+/** Scenarios with a top-level `kind:` are run by their own runner (analysis/run/dmabuf). */
+const hasKind = (path: string): boolean => /^kind:/m.test(readFileSync(path, 'utf8'));
+
+/** Built-in scenario names with their descriptions, sorted (those of this runner: no `kind:`). */
 export function listBuiltinScenarios(): { name: string; description: string }[] {
   if (!existsSync(SCENARIO_DIR)) return [];
   return readdirSync(SCENARIO_DIR)
-    .filter((f) => f.endsWith('.yaml'))
+    .filter((f) => f.endsWith('.yaml') && !hasKind(join(SCENARIO_DIR, f)))
     .sort()
     .map((f) => {
       const sc = loadScenarioFile(join(SCENARIO_DIR, f));

@@ -65,13 +65,17 @@ export interface GpuResource {
   readonly gpuAddr: DmaAddr;
 }
 
-/** Memory a move left behind, from the moment the copy finished (what no device may touch any more). */
+/**
+ * Memory a move left behind, from the moment the copy finished (what no importer of the buffer may touch
+ * any more), until the buffer moves back into it (`untilNs`).
+ */
 export interface RetiredRange {
   readonly bo: string;
   readonly domain: GpuDomain;
   readonly cpuStart: bigint;
   readonly size: bigint;
   readonly sinceNs: number;
+  untilNs: number | null;
 }
 
 /** A CPU mapping of a buffer the driver must zap when the buffer moves (ttm_bo_unmap_virtual). */
@@ -207,13 +211,11 @@ function startCopyJob(
       dmaFenceSignal(fence);
       freeResource(gdev, from);
       const cpuStart = gpuResourcePhys(gdev, from);
-      gdev.retired.push({
-        bo: bo.name,
-        domain: from.domain,
-        cpuStart,
-        size: from.size,
-        sinceNs: gdev.world.engine.nowNs,
-      });
+      const now = gdev.world.engine.nowNs;
+      const cur = gpuResourcePhys(gdev, bo.res);
+      // Already moved back into this memory before this copy ended: it was never left for good.
+      const back = cur < cpuStart + from.size && cpuStart < cur + bo.res.size;
+      gdev.retired.push({ bo: bo.name, domain: from.domain, cpuStart, size: from.size, sinceNs: now, untilNs: back ? now : null });
       note(
         gdev.timeline,
         gdev.name,
@@ -246,6 +248,11 @@ export function* ttmBoMove(bo: GpuBo, to: GpuDomain, evict: boolean): KTaskOp<KR
   dmaResvAddFence(bo.resv, fence, 'kernel');
   bo.res = nr.value;
   bo.moves++;
+  // Moving back into memory it left earlier: that memory is the buffer's again.
+  const at = gpuResourcePhys(gdev, nr.value);
+  for (const x of gdev.retired)
+    if (x.bo === bo.name && x.untilNs === null && at < x.cpuStart + x.size && x.cpuStart < at + nr.value.size)
+      x.untilNs = gdev.world.engine.nowNs;
   startCopyJob(bo, from, nr.value, deps.ok ? deps.value : [], fence);
   return ok(fence);
 }

@@ -34,7 +34,8 @@ export class RetiredAccessChecker implements DmaObserver {
         t.kind === 'ram' ? BigInt(t.region.base) + BigInt(t.offset) : t.bar.cpuBase + BigInt(t.offset);
       const end = start + BigInt(l.len);
       for (const x of this.gdev.retired) {
-        if (x.sinceNs > now || end <= x.cpuStart || start >= x.cpuStart + x.size) continue;
+        if (x.sinceNs > now || (x.untilNs !== null && now >= x.untilNs)) continue;
+        if (end <= x.cpuStart || start >= x.cpuStart + x.size) continue;
         this.violations.push(
           `${o.requester.name} ${o.kind} at 0x${start.toString(16)} (+${l.len}) hit ${x.bo}'s old ${x.domain} ` +
             `placement, retired at ${x.sinceNs} ns (now ${now} ns)`,
