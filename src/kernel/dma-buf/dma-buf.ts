@@ -12,14 +12,7 @@ import { err, type KResult, ok } from '../errno.js';
 import type { SgTable } from '../lib/scatterlist.js';
 import { attachArg, callText } from './dma-buf-call.js';
 import type { DmaBufVma } from './dma-buf-mmap.js';
-import {
-  type DmaResv,
-  dmaResvAssertHeld,
-  dmaResvFini,
-  dmaResvInit,
-  dmaResvLock,
-  dmaResvUnlock,
-} from './dma-resv.js';
+import { type DmaResv, dmaResvFini, dmaResvInit, dmaResvLock, dmaResvUnlock } from './dma-resv.js';
 import { dmaResvWaitTimeout } from './dma-resv-iter.js';
 import { type KTaskOp, type KThread, MAX_SCHEDULE_TIMEOUT } from './sched.js';
 import { type DmaBufWorld, warn, warnOn, withCall, withCallOp } from './world.js';
@@ -379,43 +372,7 @@ function* detach(dmabuf: DmaBuf, attach: DmaBufAttachment): KTaskOp<void> {
   attach.detached = true;
 }
 
-/**
- * dma_buf_pin(): keep a dynamic importer's buffer in place. Resv lock held; WARN for static attachments.
- * @returns ok, or the exporter's pin error. May sleep (the exporter may move the buffer first).
- */
-export function dmaBufPin(attach: DmaBufAttachment): KTaskOp<KResult<undefined>> {
-  const dmabuf = attach.dmabuf;
-  return withCallOp(dmabuf.world, callText('dma_buf_pin', { attach: attachArg(attach) }), pin(attach));
-}
-
-function* pin(attach: DmaBufAttachment): KTaskOp<KResult<undefined>> {
-  const dmabuf = attach.dmabuf;
-  if (dmaBufUseAfterFree(dmabuf, 'dma_buf_pin')) return err('EINVAL', 'dma-buf already released');
-  warnOn(
-    dmabuf.world,
-    !dmaBufAttachmentIsDynamic(attach),
-    'dma_buf_pin',
-    dmabuf.world.facts.dmabufPinWarnCond,
-  );
-  dmaResvAssertHeld(dmabuf.resv, 'dma_buf_pin');
-  return dmabuf.ops.pin ? yield* maybeOp(dmabuf.ops.pin(attach)) : ok(undefined);
-}
-
-/** dma_buf_unpin(). Resv lock held; WARN for static attachments. */
-export function dmaBufUnpin(attach: DmaBufAttachment): void {
-  const dmabuf = attach.dmabuf;
-  withCall(dmabuf.world, callText('dma_buf_unpin', { attach: attachArg(attach) }), () => {
-    if (dmaBufUseAfterFree(dmabuf, 'dma_buf_unpin')) return;
-    warnOn(
-      dmabuf.world,
-      !dmaBufAttachmentIsDynamic(attach),
-      'dma_buf_unpin',
-      dmabuf.world.facts.dmabufPinWarnCond,
-    );
-    dmaResvAssertHeld(dmabuf.resv, 'dma_buf_unpin');
-    dmabuf.ops.unpin?.(attach);
-  });
-}
+export { dmaBufPin, dmaBufUnpin } from './dma-buf-pin.js';
 
 /** Report a problem the kernel prints without WARN (pr_debug and friends). */
 export function dmaBufLog(world: DmaBufWorld, line: string): void {
