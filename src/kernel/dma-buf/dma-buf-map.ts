@@ -27,7 +27,7 @@ import { attachArg, callText, DMA_DIR_NAME } from './dma-buf-call.js';
 import { dmaResvAssertHeld, dmaResvHeld, dmaResvLock, dmaResvUnlock, dmaResvUsageRw } from './dma-resv.js';
 import { dmaResvWaitTimeout } from './dma-resv-iter.js';
 import { current, type KTaskOp, MAX_SCHEDULE_TIMEOUT, scheduleTimeout, wakeUpProcess } from './sched.js';
-import { warn, warnOn, withCall, withCallOp } from './world.js';
+import { warn, warnOn, warnOnOnce, withCall, withCallOp } from './world.js';
 
 const PAGE_SIZE = 4096n;
 
@@ -108,7 +108,7 @@ function* mapAttachment(attach: DmaBufAttachment, dir: DmaDirection): KTaskOp<KR
     const r = yield* maybeOp(dmabuf.ops.pin!(attach));
     // Exporters must not make a buffer inaccessible while static attachments exist.
     if (!world.facts.dmabufSgtCache)
-      warnOn(world, !r.ok && r.errno === 'EBUSY', 'dma_buf_map_attachment', 'ret == -EBUSY');
+      warnOnOnce(world, !r.ok && r.errno === 'EBUSY', 'dma_buf_map_attachment', 'ret == -EBUSY');
     if (!r.ok) return r;
   }
   let sgt = yield* mapDmaBufCore(attach, dir);

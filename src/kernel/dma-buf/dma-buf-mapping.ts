@@ -54,7 +54,7 @@ import {
 import type { DmaBufAttachment } from './dma-buf.js';
 import { attachArg, callText, DMA_DIR_NAME } from './dma-buf-call.js';
 import { dmaResvAssertHeld } from './dma-resv.js';
-import { warn, warnOn, withCall } from './world.js';
+import { warnOn, warnOnOnce, withCall } from './world.js';
 
 /** `struct dma_buf_phys_vec` (renamed `struct phys_vec` later): one physical range. */
 export interface PhysVec {
@@ -237,19 +237,9 @@ function physVecToSgt(
   return ok(sgt);
 }
 
-const warnedOnce = new WeakMap<object, Set<string>>();
-
-/** WARN_ON_ONCE(cond) of dma_buf_phys_vec_to_sgt, once per world and condition. */
+/** WARN_ON_ONCE(cond) of dma_buf_phys_vec_to_sgt. */
 function warnOnce(attach: DmaBufAttachment, cond: string): void {
-  const world = attach.dmabuf.world;
-  let seen = warnedOnce.get(world);
-  if (!seen) {
-    seen = new Set();
-    warnedOnce.set(world, seen);
-  }
-  if (seen.has(cond)) return;
-  seen.add(cond);
-  warn(world, 'dma_buf_phys_vec_to_sgt', `WARN_ON_ONCE(${cond})`);
+  warnOnOnce(attach.dmabuf.world, true, 'dma_buf_phys_vec_to_sgt', cond);
 }
 
 /**

@@ -3,7 +3,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { dmaAddr } from '../../hw/addr.js';
-import { ok } from '../errno.js';
+import { err, ok } from '../errno.js';
 import { forEachSgtableSg, newSgTable, sgAllocTable } from '../lib/scatterlist.js';
 import {
   type DmaBufAttachOps,
@@ -129,6 +129,33 @@ describe('misuse is reported with the call', () => {
         'dma_buf_map_attachment(attach=gpu1:bo0, dir=DMA_FROM_DEVICE)',
         'dma_buf_invalidate_mappings(dmabuf=bo0)',
       ],
+    ]);
+  });
+
+  it('an exporter that makes a buffer inaccessible under a static importer: WARN_ON_ONCE(ret == -EBUSY)', () => {
+    const w = createDmaBufWorld();
+    const d = dmaBufExport(w, {
+      expName: 'busy',
+      sizeBytes: 4096,
+      ops: {
+        pin: () => err('EBUSY', 'buffer is being moved away'),
+        unpin: () => {},
+        map_dma_buf: () => ok(newSgTable()),
+        unmap_dma_buf: () => {},
+        release: () => {},
+      },
+      priv: {},
+    });
+    if (!d.ok) throw new Error(d.detail);
+    const a = run(dmaBufAttach(d.value, { name: 'nvme0' }));
+    if (!a.ok) throw new Error(a.detail);
+    run(dmaResvLock(d.value.resv, null));
+    const m1 = run(dmaBufMapAttachment(a.value, 'to-device'));
+    const m2 = run(dmaBufMapAttachment(a.value, 'to-device'));
+    dmaResvUnlock(d.value.resv);
+    expect([m1, m2].map((m) => !m.ok && m.errno)).toEqual(['EBUSY', 'EBUSY']);
+    expect(w.warnings.map((x) => [x.message, x.call])).toEqual([
+      ['WARN_ON_ONCE(ret == -EBUSY)', 'dma_buf_map_attachment(attach=nvme0:busy, dir=DMA_TO_DEVICE)'],
     ]);
   });
 });

@@ -111,6 +111,8 @@ export interface DmaBufWorld {
   readonly dmaApiDebug: boolean;
   /** Lines the kernel would pr_debug()/pr_info() (not warnings). */
   readonly log: string[];
+  /** WARN_ON_ONCE sites that fired already (function + condition). */
+  readonly warnedOnce: Set<string>;
   /** The context that runs when no task does (test bodies, engine events such as irq_work). */
   readonly mainThread: KThread;
   /** The thread whose code runs right now (`current`); set by the kthread wrapper in sched.ts. */
@@ -144,6 +146,7 @@ export function createDmaBufWorld(opts: DmaBufWorldOptions = {}): DmaBufWorld {
     dmabufMoveNotify: opts.dmabufMoveNotify ?? false,
     dmaApiDebug: opts.dmaApiDebug ?? false,
     log: [],
+    warnedOnce: new Set<string>(),
   };
   const world = partial as unknown as DmaBufWorld & { mainThread: KThread; current: KThread };
   world.mainThread = kthreadCreate(world, 'main');
@@ -187,6 +190,17 @@ export function* withCallOp<T>(world: DmaBufWorld, text: string, op: KTaskOp<T>)
 export function warnOn(world: DmaBufWorld, cond: boolean, func: string, text: string): boolean {
   if (cond) warn(world, func, `WARN_ON(${text})`);
   return cond;
+}
+
+/** WARN_ON_ONCE(cond): as warnOn, reported the first time the site fires in this world only. */
+export function warnOnOnce(world: DmaBufWorld, cond: boolean, func: string, text: string): boolean {
+  if (!cond) return false;
+  const site = `${func}:${text}`;
+  if (!world.warnedOnce.has(site)) {
+    world.warnedOnce.add(site);
+    warn(world, func, `WARN_ON_ONCE(${text})`);
+  }
+  return true;
 }
 
 /** DEBUG_LOCKS_WARN_ON(cond): the locking debug check, reported with the kernel's prefix. */
