@@ -5,11 +5,19 @@
 
 import { describe, expect, it } from 'vitest';
 import { GiB, MiB } from '../../../hw/addr.js';
+import { switchBox } from '../../../hw/fabric/test-machines.js';
 import { sleep, WaitQueue } from '../../../sim/task.js';
+import { dmaDeviceOf } from '../../dma/dma-context.js';
+import { DMA_BIT_MASK } from '../../dma/dma-types.js';
+import { dmaSetMaskAndCoherent } from '../../dma/mapping.js';
 import { dmaResvLock, dmaResvUnlock } from '../../dma-buf/dma-resv.js';
 import { kthreadRun, runNonBlocking } from '../../dma-buf/sched.js';
 import { amdgpuBoCreate } from '../gpu/gpu-bo.js';
 import { RetiredAccessChecker } from '../gpu/retired-checker.js';
+import { kernelOnFabric } from '../kernel-on-fabric.js';
+import { vfioPciCoreRegisterDevice } from '../vfio/vfio-pci-core.js';
+import { vfioPciCoreFeatureDmaBuf } from '../vfio/vfio-pci-dmabuf.js';
+import { VFIO_DEVICE_FEATURE_GET } from '../vfio/vfio-uapi.js';
 import { type Mlx5Mr, mlx5IbRegUserMrDmabuf, mlx5StreamFromMr, type StreamResult } from './mlx5-mr.js';
 import { GPU_FN, gpuNicRig, NIC_FN } from './rdma-testbed.js';
 import { ibUmemDmabufGet, ibUmemDmabufGetPinned, ibUmemDmabufMapPages } from './umem-dmabuf.js';
@@ -149,5 +157,28 @@ describe('importers that misbehave, and pinned MRs', () => {
     const p = run(ibUmemDmabufGetPinned(rig.ibdev, rig.dmabuf, 4096n, 8192n, true));
     expect(p.ok && p.value.segments.map((s) => s.len)).toEqual([8192]);
     expect(rig.fn(GPU_FN).name).toBe(GPU_FN);
+  });
+
+  it('VFIO (7.0) refuses a pinned MR: the pinned importer has no invalidate op, so it is not revocable', () => {
+    const r = kernelOnFabric(switchBox());
+    const vdev = vfioPciCoreRegisterDevice(r.k, r.fn(GPU_FN));
+    const arg = {
+      regionIndex: 1,
+      openFlags: 0,
+      flags: 0,
+      nrRanges: 1,
+      dmaRanges: [{ offset: 0n, length: 1n << 20n }],
+    };
+    const d = runNonBlocking(vfioPciCoreFeatureDmaBuf(vdev, VFIO_DEVICE_FEATURE_GET, arg, 32));
+    if (!d.ok || d.value === 0) throw new Error('export');
+    const nic = dmaDeviceOf(r.k.dma, r.fn(NIC_FN));
+    dmaSetMaskAndCoherent(nic, DMA_BIT_MASK(64));
+    const ibdev = { name: 'mlx5_0', dmaDevice: nic, log: [] };
+    expect(runNonBlocking(mlx5IbRegUserMrDmabuf(ibdev, d.value, 0n, 1n << 20n, 'pinned'))).toMatchObject({
+      errno: 'EOPNOTSUPP',
+    });
+    const dyn = runNonBlocking(mlx5IbRegUserMrDmabuf(ibdev, d.value, 0n, 1n << 20n, 'odp'));
+    expect(dyn.ok && dyn.value.mtt?.length).toBe(1);
+    expect(d.value.fileRefs).toBe(2);
   });
 });
