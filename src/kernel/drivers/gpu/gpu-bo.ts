@@ -215,7 +215,14 @@ function startCopyJob(
       const cur = gpuResourcePhys(gdev, bo.res);
       // Already moved back into this memory before this copy ended: it was never left for good.
       const back = cur < cpuStart + from.size && cpuStart < cur + bo.res.size;
-      gdev.retired.push({ bo: bo.name, domain: from.domain, cpuStart, size: from.size, sinceNs: now, untilNs: back ? now : null });
+      gdev.retired.push({
+        bo: bo.name,
+        domain: from.domain,
+        cpuStart,
+        size: from.size,
+        sinceNs: now,
+        untilNs: back ? now : null,
+      });
       note(
         gdev.timeline,
         gdev.name,
