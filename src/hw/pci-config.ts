@@ -109,14 +109,24 @@ function decodeLink(c: Uint8Array, exp: number): PcieLink | null {
   };
 }
 
+export interface DecodeOptions {
+  /**
+   * The function is an SR-IOV virtual function: its Vendor ID and Device ID registers read 0xffff by
+   * definition (the PF's SR-IOV capability holds the VF device ID), so 0xffff is not "no device".
+   */
+  readonly virtfn?: boolean | undefined;
+}
+
 /**
  * Decode raw config bytes (64, 256 or 4096 of them, as sysfs `config` gives).
- * @throws ConfigError when fewer than 64 bytes are given or the vendor ID is 0xffff (no device).
+ * @throws ConfigError when fewer than 64 bytes are given or the vendor ID is 0xffff (no device) on a
+ *   function that is not a virtual function.
  */
-export function decodeConfig(c: Uint8Array): DecodedConfig {
+export function decodeConfig(c: Uint8Array, opts: DecodeOptions = {}): DecodedConfig {
   if (c.length < 64) throw new ConfigError(`config space is ${c.length} bytes; at least 64 are needed`);
   const vendor = rd16(c, 0);
-  if (vendor === 0xffff) throw new ConfigError('config space reads vendor 0xffff (no device responds)');
+  if (vendor === 0xffff && !opts.virtfn)
+    throw new ConfigError('config space reads vendor 0xffff (no device responds)');
   const ht = rd8(c, PCI_HEADER_TYPE);
   const headerType = ht & PCI_HEADER_TYPE_MASK;
   const isBridge = headerType === 1 || headerType === 2;

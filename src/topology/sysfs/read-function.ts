@@ -77,12 +77,16 @@ function headerTypeFromClass(classCode: number, hasBusNumbers: boolean): number 
 }
 
 /** Read and decode `config`; null when the file is absent. */
-function readConfig(src: SysfsSource, dir: string): { raw: Uint8Array; dec: DecodedConfig } | null {
+function readConfig(
+  src: SysfsSource,
+  dir: string,
+  virtfn: boolean,
+): { raw: Uint8Array; dec: DecodedConfig } | null {
   const path = `${dir}/config`;
   const raw = src.readFile(path);
   if (raw === null) return null;
   try {
-    return { raw, dec: decodeConfig(raw) };
+    return { raw, dec: decodeConfig(raw, { virtfn }) };
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     throw new TopologyError(
@@ -155,14 +159,20 @@ export function readFunction(
 ): FunctionRead {
   const notes: string[] = [];
   const t: AttrReader = (n) => optText(src, `${dir}/${n}`, notes);
-  const cfg = readConfig(src, dir);
-  const d = cfg?.dec ?? fromTextAttrs(src, dir, name, t);
+  const physfnLink = optionalLink(src, dir, 'physfn', notes);
+  const cfg = readConfig(src, dir, physfnLink !== null);
+  let d = cfg?.dec ?? fromTextAttrs(src, dir, name, t);
+  if (physfnLink !== null && d.vendor === 0xffff) {
+    // A VF's ID registers read 0xffff; the kernel's vendor/device files carry the real IDs.
+    const ids = fromTextAttrs(src, dir, name, t);
+    d = { ...d, vendor: ids.vendor, device: ids.device };
+  }
   const bridge = d.headerType === 1 || d.headerType === 2;
   const resText = t('resource');
   const bars = resText === null ? [] : parseResource(resText);
   if (bars === null) notes.push(`${dir}/resource is malformed; the BARs of ${name} are unknown`);
   const group = optionalLink(src, dir, 'iommu_group', notes);
-  const physfn = optionalLink(src, dir, 'physfn', notes);
+  const physfn = physfnLink;
   if (physfn !== null && !known.has(physfn)) {
     notes.push(`the physfn link of ${name} names ${physfn}, which is not in the snapshot; it is ignored`);
   }
