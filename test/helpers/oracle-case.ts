@@ -25,6 +25,10 @@ export interface Expected {
   case: string;
   kernel: string;
   cmdline: string;
+  /** Held-out cases only: the IOMMU QEMU described to the firmware (DMAR, IVRS or none). */
+  iommu?: 'intel' | 'amd' | 'none';
+  /** Held-out cases only: the kernel's boot-time ACS lines (pci= complaints, pci_disable_acs_redir()). */
+  bootAcsLog?: string[];
   pairs: ExpectedPair[];
 }
 
@@ -91,12 +95,12 @@ export function oracleCaseTests(dir: string, name: string): void {
 }
 
 /**
- * The IOMMU the QEMU guest's firmware described, as far as a snapshot shows it: QEMU's AMD-Vi adds a
- * PCI function 1022:0008 (an IVRS table); otherwise IOMMU groups, or an intel_iommu= parameter, mean
- * a DMAR table (QEMU's intel-iommu has no PCI function). A DMAR table with intel_iommu=off and no
- * table at all both leave ACS alone, so the two need not be told apart.
+ * The IOMMU the QEMU guest's firmware described: recorded in newer fixtures; otherwise guessed from the
+ * snapshot (QEMU's AMD-Vi adds a PCI function 1022:0008; IOMMU groups or an intel_iommu= parameter
+ * mean a DMAR table). A DMAR table with intel_iommu=off and no table both leave ACS alone.
  */
-export function qemuIommuPlatform(machine: Machine): IommuPlatform {
+export function qemuIommuPlatform(machine: Machine, recorded?: Expected['iommu']): IommuPlatform {
+  if (recorded) return { vendor: recorded };
   if (machine.functions.some((f) => f.vendor === 0x1022 && f.device === 0x0008)) return { vendor: 'amd' };
   if (machine.iommu || /(^|\s)intel_iommu=/.test(machine.cmdline ?? '')) return { vendor: 'intel' };
   return { vendor: 'none' };
@@ -105,10 +109,12 @@ export function qemuIommuPlatform(machine: Machine): IommuPlatform {
 /**
  * Register the boot-ACS test of one case: starting from QEMU's reset value (ACS Control 0),
  * dmasim's pci_enable_acs() with the case's command line and IOMMU must leave every ACS Control
- * register exactly as the real kernel did (the snapshot's config space).
+ * register exactly as the real kernel did (the snapshot's config space), and print the kernel's
+ * boot-time ACS lines where the fixture recorded them.
  */
 export function oracleAcsBootTest(dir: string, name: string): void {
   it(`${name}: boot ACS programming gives the captured ACS Control registers`, async () => {
+    const expected = readExpected(dir, name);
     const machine = await openSnapshot(join(dir, `${name}.tar.gz`));
     const captured = new Map<string, number>();
     for (const f of machine.functions) {
@@ -116,13 +122,14 @@ export function oracleAcsBootTest(dir: string, name: string): void {
       captured.set(f.name, f.acs.ctrl);
       f.acs.ctrl = 0;
     }
-    pciEnableAcs(machine, {
-      acsRequested: iommuRequestsAcs(qemuIommuPlatform(machine), machine.cmdline),
+    const log = pciEnableAcs(machine, {
+      acsRequested: iommuRequestsAcs(qemuIommuPlatform(machine, expected.iommu), machine.cmdline),
       cmdline: machine.cmdline,
       version: '6.1',
     });
     const got = new Map<string, number>();
     for (const f of machine.functions) if (f.acs.state === 'present') got.set(f.name, f.acs.ctrl);
     expect(Object.fromEntries(got)).toEqual(Object.fromEntries(captured));
+    if (expected.bootAcsLog) expect(log.map((l) => l.text)).toEqual(expected.bootAcsLog);
   });
 }
