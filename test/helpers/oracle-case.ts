@@ -10,7 +10,7 @@ import { endpointsOf } from '../../src/analysis/p2p-matrix.js';
 import { capturingContext, pairIterator } from '../../src/analysis/p2p-pairs.js';
 import type { Machine } from '../../src/hw/pci.js';
 import { type IommuPlatform, iommuRequestsAcs, pciEnableAcs } from '../../src/kernel/pci/acs.js';
-import { calcMapTypeAndDist, pciP2pdmaDistance } from '../../src/kernel/pci/p2pdma.js';
+import { calcMapTypeAndDist, pciP2pdmaDistance, pciP2pdmaDistanceMany } from '../../src/kernel/pci/p2pdma.js';
 import { openSnapshot } from '../../src/topology/sysfs/index.js';
 
 export interface ExpectedPair {
@@ -30,6 +30,15 @@ export interface Expected {
   /** Held-out cases only: the kernel's boot-time ACS lines (pci= complaints, pci_disable_acs_redir()). */
   bootAcsLog?: string[];
   pairs: ExpectedPair[];
+  /** Held-out cases with p2poracle.many=1: one verbose distance_many() per provider, many clients. */
+  many?: ExpectedMany[];
+}
+
+export interface ExpectedMany {
+  provider: string;
+  clients: string[];
+  distance: number;
+  warnings: string[];
 }
 
 /** The case names in a fixture folder (every NAME.expected.json), sorted. */
@@ -134,5 +143,28 @@ export function oracleAcsBootTest(dir: string, name: string): void {
     for (const f of machine.functions) if (f.acs.state === 'present') got.set(f.name, f.acs.ctrl);
     expect(Object.fromEntries(got)).toEqual(Object.fromEntries(captured));
     if (expected.bootAcsLog) expect(log.map((l) => l.text)).toEqual(expected.bootAcsLog);
+  });
+}
+
+/**
+ * Register the several-clients test of a case recorded with p2poracle.many=1: for each provider,
+ * pci_p2pdma_distance_many(provider, clients, n, verbose=true) gives the kernel's summed distance (or
+ * -1) and the same warning lines, in order.
+ */
+export function oracleManyTest(dir: string, name: string): void {
+  const expected = readExpected(dir, name);
+  if (!expected.many) return;
+  const many = expected.many;
+  it(`${name}: distance_many with every endpoint as a client matches the kernel`, async () => {
+    const machine = await openSnapshot(join(dir, `${name}.tar.gz`));
+    const cc = capturingContext(machine, '6.1');
+    const got = many.map((e) => {
+      const clients = e.clients.map((c) => machine.byName.get(c)!);
+      const r = cc.capture(() =>
+        pciP2pdmaDistanceMany(cc.ctx, machine.byName.get(e.provider)!, clients, true),
+      );
+      return { provider: e.provider, distance: r.value, warnings: r.lines };
+    });
+    expect(got).toEqual(many.map(({ provider, distance, warnings }) => ({ provider, distance, warnings })));
   });
 }
