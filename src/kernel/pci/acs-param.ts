@@ -219,6 +219,7 @@ interface IommuSwitches {
   readonly dmarDisabled: boolean;
   readonly noPlatformOptin: boolean;
   readonly amdDisabled: boolean;
+  readonly intremapOff: boolean;
 }
 
 const TRUE_WORDS = ['1', 'y', 'Y', 'on'];
@@ -230,6 +231,7 @@ function iommuSwitches(iommu: IommuPlatform, cmdline: string | null): IommuSwitc
     dmarDisabled: !(iommu.intelDefaultOn ?? true),
     noPlatformOptin: false,
     amdDisabled: false,
+    intremapOff: false,
   };
   for (const p of parseKernelCmdline(cmdline ?? '')) {
     const opts = (p.value ?? '').split(',');
@@ -248,6 +250,9 @@ function iommuSwitches(iommu: IommuPlatform, cmdline: string | null): IommuSwitc
           s.noPlatformOptin = true;
         }
       }
+    } else if (p.name === 'intremap') {
+      // drivers/iommu/irq_remapping.c setup_irqremap(): "off" sets disable_irq_remap.
+      if (opts.some((o) => o.startsWith('off'))) s.intremapOff = true;
     } else if (p.name === 'amd_iommu') {
       // parse_amd_iommu_options() tests "off" at every position of the value.
       if ((p.value ?? '').includes('off')) s.amdDisabled = true;
@@ -260,14 +265,18 @@ function iommuSwitches(iommu: IommuPlatform, cmdline: string | null): IommuSwitc
  * Does an IOMMU driver call pci_request_acs() before the PCI bus is scanned?
  * Intel (detect_intel_iommu): a DMAR table, no `iommu=off`, and DMAR not disabled (default per
  * CONFIG_INTEL_IOMMU_DEFAULT_ON, `intel_iommu=on|off`) unless the platform opts in.
- * AMD (amd_iommu_detect/detect_ivrs): an IVRS table and no `iommu=off`; `amd_iommu=off` does not stop
+ * AMD (amd_iommu_detect/detect_ivrs): an IVRS table, unless both `iommu=off` and `intremap=off` (the
+ * interrupt-remapping setup detects IVRS and requests ACS on its own); `amd_iommu=off` does not stop
  * the request in 6.1 nor in the newest source read (a 2025 patch proposes it).
  * @returns true when ACS is requested; no errno.
  */
 export function iommuRequestsAcs(iommu: IommuPlatform, cmdline: string | null): boolean {
   const s = iommuSwitches(iommu, cmdline);
   if (iommu.vendor === 'intel') return !s.noIommu && (!s.dmarDisabled || (iommu.platformOptIn ?? false));
-  if (iommu.vendor === 'amd') return !s.noIommu;
+  // AMD: the IOMMU driver's detection requests ACS unless iommu=off, and so does interrupt-remapping
+  // setup (amd_iommu_prepare -> IVRS detection), which iommu=off does not stop: only intremap=off does.
+  // A real 6.1 boot with `iommu=off` alone leaves ACS RR|CR set on the root ports.
+  if (iommu.vendor === 'amd') return !s.noIommu || !s.intremapOff;
   return false;
 }
 

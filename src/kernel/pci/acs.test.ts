@@ -339,9 +339,11 @@ describe('iommuRequestsAcs', () => {
     expect(iommuRequestsAcs({ vendor: 'intel', intelDefaultOn: false }, 'intel_iommu=sm_on,on')).toBe(true);
     expect(iommuRequestsAcs({ vendor: 'intel', platformOptIn: true }, 'intel_iommu=off')).toBe(true);
   });
-  it('AMD: an IVRS table requests ACS unless iommu=off; amd_iommu=off does not stop it', () => {
+  it('AMD: an IVRS table requests ACS unless iommu=off and intremap=off; amd_iommu=off does not stop it', () => {
     expect(iommuRequestsAcs(amd, 'iommu=pt')).toBe(true);
-    expect(iommuRequestsAcs(amd, 'iommu=off')).toBe(false);
+    // Real 6.1 (oracle-extra amd-iommu-iommu-off / amd-iommu-off-intremap): interrupt remapping still asks.
+    expect(iommuRequestsAcs(amd, 'iommu=off')).toBe(true);
+    expect(iommuRequestsAcs(amd, 'iommu=off intremap=off')).toBe(false);
     expect(iommuRequestsAcs(amd, 'amd_iommu=off')).toBe(true);
     expect(iommuRequestsAcs({ vendor: 'none' }, 'intel_iommu=on')).toBe(false);
   });

@@ -172,6 +172,7 @@ describe('profiles and CPUs', () => {
     expect(cpuSupportsP2pdma(QEMU64)).toBe(false);
     expect(cpuSupportsP2pdma({ ...AMD_ZEN, family: 0x16 })).toBe(false);
     expect(cpuSupportsP2pdma({ ...AMD_ZEN, vendorId: 'HygonGenuine', family: 0x18 })).toBe(false);
+    expect(cpuSupportsP2pdma({ ...AMD_ZEN, vendorId: 'AMDisbetter!' })).toBe(false);
     expect(cpuSupportsP2pdma({ ...AMD_ZEN, arch: 'aarch64' })).toBe(false);
     expect(cpuSupportsP2pdma(SKYLAKE)).toBe(false);
     expect(cpuSupportsP2pdma(null)).toBe(false);

@@ -116,13 +116,12 @@ export function pciBridgeHasAcsRedir(ctx: P2pdmaContext, f: PciFunction): boolea
 
 /**
  * `cpu_supports_p2pdma()`: x86 only; true iff the boot CPU is AMD with family >= 0x17 (Zen or newer).
- * The kernel tests X86_VENDOR_AMD, which "AuthenticAMD" (and the old "AMDisbetter!") select; Hygon is
- * a different vendor.
+ * The kernel tests X86_VENDOR_AMD, which only the vendor string "AuthenticAMD" selects: a real 6.1 boot
+ * with "AMDisbetter!" logs "vendor_id 'AMDisbetter!' unknown" and refuses; Hygon is another vendor.
  */
 export function cpuSupportsP2pdma(cpu: CpuInfo | null): boolean {
   if (!cpu || !/^(x86_64|i[3-6]86|x86)$/.test(cpu.arch)) return false;
-  const amd = cpu.vendorId === 'AuthenticAMD' || cpu.vendorId === 'AMDisbetter!';
-  return amd && cpu.family >= 0x17;
+  return cpu.vendorId === 'AuthenticAMD' && cpu.family >= 0x17;
 }
 
 /** Is this function a PCIe root port? Unknown port types are inferred from the tree (a bridge on a root bus). */
