@@ -11,38 +11,8 @@
 // Register offsets and bits that the device model defines too (the NVMe specification's values): one
 // definition, shared.
 import {
-  NVME_ADMIN_CREATE_CQ,
-  NVME_ADMIN_CREATE_SQ,
-  NVME_ADMIN_IDENTIFY,
-  NVME_ADMIN_SET_FEATURES,
-  NVME_CC_ENABLE,
-  NVME_CC_MPS_SHIFT,
-  NVME_CMBMSC_CMSE,
-  NVME_CMBMSC_CRE,
-  NVME_CMBSZ_CQS,
-  NVME_CMBSZ_LISTS,
-  NVME_CMBSZ_RDS,
-  NVME_CMBSZ_SQS,
-  NVME_CMBSZ_WDS,
   NVME_CMD_READ,
-  NVME_CMD_SGL_METABUF,
   NVME_CMD_WRITE,
-  NVME_CSTS_CFS,
-  NVME_CSTS_RDY,
-  NVME_FEAT_NUM_QUEUES,
-  NVME_ID_CNS_CTRL,
-  NVME_ID_CNS_NS,
-  NVME_REG_ACQ,
-  NVME_REG_AQA,
-  NVME_REG_ASQ,
-  NVME_REG_CAP,
-  NVME_REG_CC,
-  NVME_REG_CMBLOC,
-  NVME_REG_CMBMSC,
-  NVME_REG_CMBSZ,
-  NVME_REG_CSTS,
-  NVME_REG_DBS,
-  NVME_REG_VS,
   NVME_SC_DATA_XFER_ERROR,
   NVME_SC_INVALID_FIELD,
   NVME_SC_INVALID_OPCODE,
@@ -90,7 +60,7 @@ export {
   NVME_SC_LBA_RANGE,
   NVME_SC_PRP_INVALID_OFFSET,
   NVME_SC_SUCCESS,
-};
+} from '../../../hw/devices/nvme-regs.js';
 
 import type { BlkStatus } from '../../block/blk-status.js';
 
