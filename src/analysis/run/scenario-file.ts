@@ -13,19 +13,12 @@
 //   expect:    what the run must show (errors by errno name, zero root-complex bytes, ...)
 
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { ERRNO, type Errno } from '../../kernel/errno.js';
-import { TopologyError } from '../../topology/errors.js';
-import {
-  explain,
-  issuesAt,
-  MachineFileError,
-  parseYaml,
-  sortIssues,
-} from '../../topology/machine-file/parse.js';
 import { parseSize } from '../../topology/machine-file/values.js';
+import { parseScenarioYaml, readScenarioText } from './scenario-yaml.js';
 
 const Size = z.unknown().transform((v, ctx) => {
   const r = parseSize(v);
@@ -128,29 +121,12 @@ function semanticIssues(doc: ScenarioDoc): { path: (string | number)[]; message:
   return out;
 }
 
-const looksLikeFile = (m: string): boolean => /[/\\]|\.ya?ml$/i.test(m);
-
 /**
  * Parse and validate scenario text.
  * @throws MachineFileError (a TopologyError: exit code 2) listing every problem as file:line:col.
  */
 export function parseScenario(text: string, path: string): Scenario {
-  const y = parseYaml(text, path);
-  const r = ScenarioSchema.safeParse(y.value ?? {});
-  if (!r.success) {
-    const found = r.error.issues.flatMap((i) => explain(i, y.value));
-    throw new MachineFileError(sortIssues(issuesAt(path, y.locate, found)));
-  }
-  const sem = semanticIssues(r.data);
-  if (sem.length > 0) throw new MachineFileError(sortIssues(issuesAt(path, y.locate, sem)));
-  const m = r.data.machine;
-  const machineRef = looksLikeFile(m) && !isAbsolute(m) && path !== '' ? resolve(dirname(path), m) : m;
-  return {
-    doc: r.data,
-    name: r.data.name ?? path.replace(/^.*[/\\]/, '').replace(/\.ya?ml$/i, ''),
-    path,
-    machineRef,
-  };
+  return parseScenarioYaml(text, path, ScenarioSchema, semanticIssues);
 }
 
 /**
@@ -158,14 +134,7 @@ export function parseScenario(text: string, path: string): Scenario {
  * @throws TopologyError when it cannot be read; MachineFileError when it is not a valid scenario.
  */
 export function loadScenarioFile(path: string): Scenario {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new TopologyError(path, code === 'ENOENT' ? 'no such scenario file' : `cannot read: ${String(e)}`);
-  }
-  return parseScenario(text, path);
+  return parseScenario(readScenarioText(path), path);
 }
 
 /** An errno name from a string the schema accepted. */

@@ -10,18 +10,11 @@
 // Times are virtual: a number of ns, or a string with a unit ("300us", "1.5ms").
 
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { z } from 'zod';
-import { TopologyError } from '../../../topology/errors.js';
-import {
-  explain,
-  issuesAt,
-  MachineFileError,
-  parseYaml,
-  sortIssues,
-} from '../../../topology/machine-file/parse.js';
 import { parseSize } from '../../../topology/machine-file/values.js';
 import { SCENARIO_DIR } from '../scenario-file.js';
+import { parseScenarioYaml, readScenarioText } from '../scenario-yaml.js';
 
 const Size = z.unknown().transform((v, ctx) => {
   const r = parseSize(v);
@@ -137,35 +130,17 @@ export function isDmabufScenarioFile(path: string): boolean {
   }
 }
 
-const looksLikeFile = (m: string): boolean => /[/\\]|\.ya?ml$/i.test(m);
-
 /**
  * Parse and validate a dma-buf scenario.
  * @throws MachineFileError (exit code 2) listing every problem as file:line:col.
  */
 export function parseDmabufScenario(text: string, path: string): DmabufScenario {
-  const y = parseYaml(text, path);
-  const r = Schema.safeParse(y.value ?? {});
-  if (!r.success) {
-    const found = r.error.issues.flatMap((i) => explain(i, y.value));
-    throw new MachineFileError(sortIssues(issuesAt(path, y.locate, found)));
-  }
-  const m = r.data.machine;
-  const machineRef = looksLikeFile(m) && !isAbsolute(m) && path !== '' ? resolve(dirname(path), m) : m;
-  const name = r.data.name ?? path.replace(/^.*[/\\]/, '').replace(/\.ya?ml$/i, '');
-  return { doc: r.data, name, path, machineRef };
+  return parseScenarioYaml(text, path, Schema);
 }
 
 /** Read a dma-buf scenario file. @throws TopologyError (unreadable), MachineFileError (invalid). */
 export function loadDmabufScenarioFile(path: string): DmabufScenario {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new TopologyError(path, code === 'ENOENT' ? 'no such scenario file' : `cannot read: ${String(e)}`);
-  }
-  return parseDmabufScenario(text, path);
+  return parseDmabufScenario(readScenarioText(path), path);
 }
 
 /** A scenario argument that names a dma-buf scenario (built-in name or file); null otherwise. */
