@@ -161,9 +161,11 @@ export function renderP2pText(a: P2pAnalysis, opts: TextOptions): string {
     for (const x of f.fixes) out.push(`   fix: ${x}`);
   });
   const ev = a.evidence;
-  if (ev.acsUnknown.length || ev.portTypeInferred.length || m.notes.length) {
+  const boot = m.notes.filter((n) => n.startsWith('kernel: '));
+  const notes = m.notes.filter((n) => !n.startsWith('kernel: '));
+  if (ev.acsUnknown.length || ev.portTypeInferred.length || notes.length) {
     out.push('', c.bold('Evidence'));
-    for (const note of m.notes) out.push(`- ${note}`);
+    for (const note of notes) out.push(`- ${note}`);
     if (ev.acsUnknown.length) {
       out.push(
         `- ACS state unknown on ${ev.acsUnknown.length} function(s) (config space not readable past 64 bytes): verdicts assume no ACS redirect; ${ev.pairsDependingOnAcs} pair(s) would change if redirect were on. Capture as root to settle it.`,
@@ -171,6 +173,10 @@ export function renderP2pText(a: P2pAnalysis, opts: TextOptions): string {
     }
     if (ev.portTypeInferred.length)
       out.push(`- PCIe port type inferred from the tree for ${ev.portTypeInferred.join(', ')}`);
+  }
+  if (boot.length) {
+    out.push('', c.bold('Kernel boot log (ACS programming)'));
+    for (const line of boot) out.push(`  ${line.slice('kernel: '.length)}`);
   }
   return out.join('\n');
 }
