@@ -64,12 +64,13 @@ const NEWER: readonly WhitelistEntry[] = [
   e(PCI_VENDOR_ID_NVIDIA, 0x2f98, 0, 'NVIDIA Grace'),
 ];
 
-/** The whitelist a kernel profile carries. */
-export function p2pdmaWhitelist(version: KernelVersion): readonly WhitelistEntry[] {
-  return version === '6.1' ? V61 : NEWEST;
-}
+const WHITELISTS: Readonly<Record<KernelVersion, readonly WhitelistEntry[]>> = {
+  '6.1': V61,
+  newest: [...V61, ...NEWER],
+};
 
-const NEWEST: readonly WhitelistEntry[] = [...V61, ...NEWER];
+/** The whitelist a kernel profile carries. */
+export const p2pdmaWhitelist = (version: KernelVersion): readonly WhitelistEntry[] => WHITELISTS[version];
 
 /** First entry matching vendor:device, as the kernel's table scan finds it. */
 export function whitelistLookup(

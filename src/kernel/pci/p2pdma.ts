@@ -26,24 +26,16 @@ import { REQ_SAME_HOST_BRIDGE, whitelistLookup } from './p2pdma-whitelist.js';
 
 export type P2pdmaMapType = 'unknown' | 'none' | 'not-supported' | 'bus-addr' | 'thru-host-bridge';
 
-/** The enum's numeric value per profile (6.1 has no MAP_NONE; newest inserts it at 1). */
+/** `enum pci_p2pdma_map_type` values per profile (6.1 has no MAP_NONE; newest inserts it at 1). */
+const MAP_TYPE_VALUES: Readonly<Record<KernelVersion, Readonly<Record<P2pdmaMapType, number | null>>>> = {
+  '6.1': { unknown: 0, none: null, 'not-supported': 1, 'bus-addr': 2, 'thru-host-bridge': 3 },
+  newest: { unknown: 0, none: 1, 'not-supported': 2, 'bus-addr': 3, 'thru-host-bridge': 4 },
+};
+
+/** The enum's numeric value in a profile. @throws for PCI_P2PDMA_MAP_NONE in 6.1, where it does not exist. */
 export function p2pdmaMapTypeValue(version: KernelVersion, t: P2pdmaMapType): number {
-  const v61: Record<P2pdmaMapType, number> = {
-    unknown: 0,
-    none: -1,
-    'not-supported': 1,
-    'bus-addr': 2,
-    'thru-host-bridge': 3,
-  };
-  const vNew: Record<P2pdmaMapType, number> = {
-    unknown: 0,
-    none: 1,
-    'not-supported': 2,
-    'bus-addr': 3,
-    'thru-host-bridge': 4,
-  };
-  const v = (version === '6.1' ? v61 : vNew)[t];
-  if (v < 0) throw new Error(`PCI_P2PDMA_MAP_NONE does not exist in ${version}`);
+  const v = MAP_TYPE_VALUES[version][t];
+  if (v === null) throw new Error(`PCI_P2PDMA_MAP_NONE does not exist in ${version}`);
   return v;
 }
 
