@@ -52,6 +52,11 @@ export interface FunctionSpec {
   readonly driver?: string | null | undefined;
   readonly osNames?: readonly string[] | undefined;
   readonly hints?: DeviceHints | undefined;
+  /**
+   * Position in the kernel's device list (registration order), when the source shows it: devices
+   * re-added by a hot-plug rescan go to the end of their bus's list. Unknown: boot order = devfn order.
+   */
+  readonly listOrder?: number | undefined;
 }
 
 export interface HostBridgeSpec {
@@ -172,6 +177,14 @@ export function buildMachine(spec: MachineSpec): Machine {
     }
   }
   const order = (a: PciFunction, b: PciFunction): number => bdfKey(a.addr) - bdfKey(b.addr);
+  // A root bus's list order decides which device pci_host_bridge_dev() checks: registration order when
+  // known (a device re-added by a rescan is last), else the boot scan's devfn order.
+  const listOrder = new Map<string, number>();
+  for (const s of spec.functions)
+    if (s.listOrder !== undefined) listOrder.set(formatBdf(parseBdf(s.name)!), s.listOrder);
+  const busOrder = (a: PciFunction, b: PciFunction): number =>
+    (listOrder.get(a.name) ?? Number.POSITIVE_INFINITY) -
+      (listOrder.get(b.name) ?? Number.POSITIVE_INFINITY) || order(a, b);
   const functions = [...byName.values()].sort(order);
   functions.forEach((f, i) => {
     f.index = i;
@@ -180,7 +193,7 @@ export function buildMachine(spec: MachineSpec): Machine {
   const hbs = [...hostBridges.values()].sort((a, b) => a.domain - b.domain || a.rootBus - b.rootBus);
   hbs.forEach((h, i) => {
     h.index = i;
-    h.rootFunctions.sort(order);
+    h.rootFunctions.sort(busOrder);
   });
   return {
     name: spec.name,

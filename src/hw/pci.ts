@@ -137,7 +137,10 @@ export interface HostBridge {
   readonly domain: number;
   readonly rootBus: number;
   readonly numaNode: number | null;
-  /** Functions on the root bus, in devfn order (the kernel's `bus->devices` list order). */
+  /**
+   * Functions on the root bus in the kernel's `bus->devices` list order: devfn order as a boot scan
+   * adds them, or registration order when the source shows it (a rescan appends re-added devices).
+   */
   readonly rootFunctions: PciFunction[];
   /** Dense index in `Machine.hostBridges`. */
   index: number;

@@ -131,7 +131,7 @@ function stageSystem(src: SysfsSource, st: Stage): void {
   for (const n of src.listDir('sys/devices/system/node') ?? []) {
     if (/^node\d+$/.test(n)) st.mkdir(`sys/devices/system/node/${n}`);
   }
-  for (const f of ['proc/cpuinfo', 'proc/cmdline', 'proc/version']) st.copy(f);
+  for (const f of ['proc/cpuinfo', 'proc/cmdline', 'proc/version', 'proc/bus/pci/devices']) st.copy(f);
 }
 
 /** The top folder name for an output file: its name without the archive extension. */

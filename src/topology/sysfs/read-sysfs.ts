@@ -163,6 +163,32 @@ function readNumaNodes(src: SysfsSource): number | null {
 }
 
 /**
+ * The kernel's device list order from `proc/bus/pci/devices` (one line per device, "%02x%02x" bus and
+ * devfn first, in registration order: a device re-added by a rescan comes last). The file carries no
+ * PCI domain, so it is used only when no bus:devfn repeats across domains.
+ * @returns "bb:dd.f" -> position, or null when the file is absent or ambiguous.
+ */
+function readDeviceListOrder(src: SysfsSource, notes: string[]): Map<string, number> | null {
+  const text = src.readText('proc/bus/pci/devices');
+  if (text === null) return null;
+  const order = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = /^([0-9a-f]{2})([0-9a-f]{2})\s/i.exec(line);
+    if (!m) continue;
+    const devfn = Number.parseInt(m[2]!, 16);
+    const key = `${m[1]!.toLowerCase()}:${(devfn >> 3).toString(16).padStart(2, '0')}.${devfn & 7}`;
+    if (order.has(key)) {
+      notes.push(
+        'proc/bus/pci/devices lists one bus:devfn twice (several PCI domains): device list order is not used',
+      );
+      return null;
+    }
+    order.set(key, order.size);
+  }
+  return order;
+}
+
+/**
  * Read the PCI functions, host bridges, CPU and IOMMU state of a sysfs tree into a Machine.
  * @returns the machine; `Machine.notes` lists what the source did not show.
  * @throws TopologyError when the source is not a sysfs tree (no sys/bus/pci/devices), a device link
@@ -179,7 +205,12 @@ export function readSysfsMachine(src: SysfsSource, opts: ReadSysfsOptions): Mach
   const notes: string[] = [];
   const located = locateFunctions(src, entries, notes);
   const known = new Set(located.map((l) => l.name));
-  const reads = located.map((l) => readFunction(src, l.name, l.dir, l.parent, known));
+  const listOrder = readDeviceListOrder(src, notes);
+  const reads = located.map((l) => {
+    const r = readFunction(src, l.name, l.dir, l.parent, known);
+    const pos = listOrder?.get(l.name.slice(l.name.indexOf(':') + 1));
+    return pos === undefined ? r : { ...r, spec: { ...r.spec, listOrder: pos } };
+  });
   const proc = readProc(src, notes);
   const iommu = readIommu(src, notes);
   notes.push(...configNotes(reads), ...reads.flatMap((r) => r.notes));
