@@ -45,6 +45,7 @@ describe('built-in scenarios', () => {
     const r = run('p2p-acs');
     ok(r);
     expect(r.rootComplexBytes).toBe(4 << 20);
+    expect(r.rootComplexBytes).toBe(r.bytesMoved);
     expect(r.transfers[0]!.traffic.iovaBytes).toBe(4 << 20);
     expect(r.transfers[0]!.traffic.paths[0]!.hops).toContain('iommu pci0000:00');
     expect(
