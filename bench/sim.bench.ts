@@ -219,7 +219,12 @@ row(
   `${p2pSwitch.ms.toFixed(0)} ms wall (CPU ${p2pSwitch.cpuMs.toFixed(0)} ms), verified: ${p2pSwitch.value.verified}`,
 );
 
-const table = new Table({ head: ['measure', 'figure'] });
+// Plain borders when the output is not a terminal (logs, CI, pipes): no colour codes.
+const plain = !process.stdout.isTTY || Boolean(process.env.NO_COLOR);
+const table = new Table({
+  head: ['measure', 'figure'],
+  ...(plain ? { style: { head: [], border: [] } } : {}),
+});
 for (const r of rows) table.push(r);
 console.log(table.toString());
 console.log(
