@@ -220,10 +220,10 @@ row(
 );
 
 // Plain borders when the output is not a terminal (logs, CI, pipes): no colour codes.
-const plain = !process.stdout.isTTY || Boolean(process.env.NO_COLOR);
+const plainOutput = !process.stdout.isTTY || Boolean(process.env.NO_COLOR);
 const table = new Table({
   head: ['measure', 'figure'],
-  ...(plain ? { style: { head: [], border: [] } } : {}),
+  ...(plainOutput ? { style: { head: [], border: [] } } : {}),
 });
 for (const r of rows) table.push(r);
 console.log(table.toString());
