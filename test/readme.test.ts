@@ -2,8 +2,8 @@
 // and its output must equal the block.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it, vi } from 'vitest';
-import { main } from '../src/cli/main.js';
+import { describe, expect, it } from 'vitest';
+import { runCli } from './helpers/run-cli.js';
 
 const README = readFileSync(join(import.meta.dirname, '..', 'README.md'), 'utf8');
 const examples = [...README.matchAll(/```\n\$ npx tsx src\/cli\/bin\.ts ([^\n]+)\n([\s\S]*?)```/g)].map(
@@ -11,17 +11,7 @@ const examples = [...README.matchAll(/```\n\$ npx tsx src\/cli\/bin\.ts ([^\n]+)
 );
 
 async function capture(args: string[]): Promise<string> {
-  let out = '';
-  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => {
-    out += String(s);
-    return true;
-  });
-  try {
-    await main([...args, '--no-color']);
-  } finally {
-    spy.mockRestore();
-  }
-  return out;
+  return (await runCli(...args, '--no-color')).out;
 }
 
 describe('README examples', () => {

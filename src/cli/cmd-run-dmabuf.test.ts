@@ -2,26 +2,10 @@
 // `verified` (and, for vfio-revoke, `accessesAfterRevoke` = 0) and the timeline; exit code 0.
 
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { runCli } from '../../test/helpers/run-cli.js';
 import { EXIT_OK } from './exit.js';
-import { main } from './main.js';
 
-async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => {
-    out += String(s);
-    return true;
-  });
-  vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => {
-    err += String(s);
-    return true;
-  });
-  try {
-    return { code: await main(args), out, err };
-  } finally {
-    vi.restoreAllMocks();
-  }
-}
+const run = runCli;
 
 afterEach(() => vi.restoreAllMocks());
 
