@@ -5,11 +5,12 @@
 import type { Machine, PciFunction } from '../hw/pci.js';
 import type { AcsUnknownPolicy } from '../kernel/pci/p2pdma.js';
 import type { KernelVersion } from '../kernel/profile.js';
-import { type Finding, p2pFindings } from './p2p-findings.js';
+import { type Finding, type PairVerdict, p2pFindings } from './p2p-findings.js';
 import {
   computeP2pMatrix,
   endpointsOf,
   MAP_BUS_ADDR,
+  mapCodeName,
   type P2pMatrix,
   prepareP2pTables,
 } from './p2p-matrix.js';
@@ -64,10 +65,18 @@ export function analyzeP2p(machine: Machine, opts: P2pAnalysisOptions): P2pAnaly
   function* pairs(): Generator<PairResult> {
     for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) yield pair(i, j);
   }
-  // Findings need the walk only where the kernel does not go peer to peer.
-  function* notBus(): Generator<PairResult> {
-    for (let k = 0; k < n * n; k++)
-      if (matrix.mapCode[k] !== MAP_BUS_ADDR) yield pair(Math.floor(k / n), k % n);
+  // Findings need only the pairs the kernel does not take peer to peer, and no warning lines.
+  function* notBus(): Generator<PairVerdict> {
+    for (let k = 0; k < n * n; k++) {
+      const code = matrix.mapCode[k]!;
+      if (code !== MAP_BUS_ADDR) {
+        yield {
+          provider: endpoints[Math.floor(k / n)]!,
+          client: endpoints[k % n]!,
+          mapType: mapCodeName(code),
+        };
+      }
+    }
   }
   const findings = p2pFindings(cc, notBus());
   const acsUnknown = machine.functions.filter((f) => f.acs.state === 'unknown').map((f) => f.name);

@@ -19,7 +19,14 @@ import {
   REQ_SAME_HOST_BRIDGE,
   whitelistLookup,
 } from '../kernel/pci/p2pdma-whitelist.js';
-import type { CapturingContext, PairResult } from './p2p-pairs.js';
+import type { CapturingContext } from './p2p-pairs.js';
+
+/** What findings need of a pair: the two devices and the kernel's map type. */
+export interface PairVerdict {
+  readonly provider: PciFunction;
+  readonly client: PciFunction;
+  readonly mapType: 'bus-addr' | 'thru-host-bridge' | 'not-supported';
+}
 
 export type FindingKind = 'acs-redirect' | 'no-common-bridge';
 
@@ -135,12 +142,23 @@ const ORDER: Record<string, number> = {
  * intervenes (with the union `pci=disable_acs_redir=` list that fixes every pair below it), one per
  * reason the host-bridge rule refuses, and one for the pairs the host bridge carries.
  */
-export function p2pFindings(cc: CapturingContext, pairs: Iterable<PairResult>): Finding[] {
+export function p2pFindings(cc: CapturingContext, pairs: Iterable<PairVerdict>): Finding[] {
   const groups = new Map<string, Group>();
+  // The host-bridge reasons depend only on the two host bridges: work them out once per pair of them.
+  const reasons = new Map<string, ReturnType<typeof hostBridgeReasons>>();
+  const reasonsFor = (ha: HostBridge, hb: HostBridge): ReturnType<typeof hostBridgeReasons> => {
+    const key = `${ha.index},${hb.index}`;
+    let r = reasons.get(key);
+    if (!r) {
+      r = hostBridgeReasons(cc, ha, hb);
+      reasons.set(key, r);
+    }
+    return r;
+  };
   for (const r of pairs) {
     if (r.mapType === 'bus-addr' || r.provider === r.client) continue;
     const w = calcMapTypeAndDist(cc.ctx, r.provider, r.client, false);
-    const hbr = hostBridgeReasons(cc, r.provider.hostBridge, r.client.hostBridge);
+    const hbr = reasonsFor(r.provider.hostBridge, r.client.hostBridge);
     const acs = w.common !== null && w.acsRedirect.length > 0;
     const key = acs
       ? `acs|${w.common!.name}|${r.mapType}|${hbr.why.join('|')}`
