@@ -77,12 +77,13 @@ export function pairIterator(cc: CapturingContext): PairIterator {
       const code = pairFromTables(tables, provider.index, client.index, out);
       const hops = out[0]!;
       let warnings: string[] = [];
-      if (code !== MAP_BUS_ADDR) {
-        const r = calcMapTypeAndDist(cc.ctx, provider, client, false);
-        // Only ACS-redirect paths and refused paths print; otherwise skip the verbose walk.
-        if (code === MAP_NOT_SUPPORTED || r.acsRedirect.length > 0)
-          warnings = verboseWarnings(cc, provider, client);
-      }
+      // Only refused paths and ACS-redirect paths print; a host-bridge path is silent unless ACS
+      // redirect sent it there, which only the walk can tell.
+      if (
+        code === MAP_NOT_SUPPORTED ||
+        (code !== MAP_BUS_ADDR && calcMapTypeAndDist(cc.ctx, provider, client, false).acsRedirect.length > 0)
+      )
+        warnings = verboseWarnings(cc, provider, client);
       return {
         provider,
         client,
