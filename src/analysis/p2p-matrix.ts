@@ -11,7 +11,7 @@
 //
 // Tests prove it equal to the faithful walk on every recorded machine and on random trees.
 
-import type { Machine, PciFunction } from '../hw/pci.js';
+import { isEndpoint, type Machine, type PciFunction } from '../hw/pci.js';
 import {
   cpuSupportsP2pdma,
   hostBridgeWhitelist,
@@ -140,6 +140,5 @@ export function computeP2pMatrix(t: P2pTables, functions: readonly PciFunction[]
   return { endpoints, mapCode, hops };
 }
 
-/** The endpoints of a machine as the kernel-oracle counts them (header type 0, not a bridge class). */
-export const endpointsOf = (m: Machine): PciFunction[] =>
-  m.functions.filter((f) => f.headerType === 0 && ((f.classCode >> 16) & 0xff) !== 0x06);
+/** The endpoints of a machine as the kernel-oracle counts them (`isEndpoint`: header type 0, not a bridge class). */
+export const endpointsOf = (m: Machine): PciFunction[] => m.functions.filter(isEndpoint);
