@@ -20,6 +20,7 @@ import type { CpuInfo, HostBridge, Machine, PciFunction } from '../../hw/pci.js'
 import { PCI_ACS_REDIR_MASK } from '../../hw/pci-regs.js';
 import type { GenPool } from '../mm/genalloc.js';
 import type { PercpuRef } from '../mm/percpu-ref.js';
+import { devName } from '../printk.js';
 import type { KernelVersion } from '../profile.js';
 import type { P2pdmaDevres, P2pdmaProvider } from './p2pdma-provider.js';
 import { REQ_SAME_HOST_BRIDGE, whitelistLookup } from './p2pdma-whitelist.js';
@@ -83,10 +84,7 @@ export function createP2pdmaContext(
   };
 }
 
-/** `dev_warn()` formatting: "<driver name or 'pci'> <pci_name>: <text>". */
-export const devPrefix = (f: PciFunction): string => `${f.driver ?? 'pci'} ${f.name}`;
-const pciWarn = (ctx: P2pdmaContext, f: PciFunction, text: string): void =>
-  ctx.log(`${devPrefix(f)}: ${text}`);
+const pciWarn = (ctx: P2pdmaContext, f: PciFunction, text: string): void => ctx.log(`${devName(f)}: ${text}`);
 
 /** `pci_physfn()`: a VF's physical function, else the function itself. */
 export const pciPhysfn = (f: PciFunction): PciFunction => f.physfn ?? f;
