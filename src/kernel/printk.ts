@@ -22,7 +22,7 @@ export interface KernelLog {
   since(mark: number): LogLine[];
 }
 
-export const devName = (f: PciFunction): string => `${f.driver ?? 'pci'} ${f.name}`;
+export const devName = (f: Pick<PciFunction, 'driver' | 'name'>): string => `${f.driver ?? 'pci'} ${f.name}`;
 
 /** A kernel log whose timestamps come from `now()` (the engine's virtual clock). */
 export function createKernelLog(now: () => number = () => 0, echo?: (l: LogLine) => void): KernelLog {

@@ -11,7 +11,7 @@
 // memory the device owns (its text is the model's own; no mainline message exists for it).
 
 import { hexPad } from '../../hw/addr.js';
-import type { KernelLog } from '../printk.js';
+import { devName, type KernelLog } from '../printk.js';
 import type { KernelVersion } from '../profile.js';
 import {
   DebugEntries,
@@ -89,7 +89,7 @@ const CALL_ID = new Map<string, number>(DMA_DEBUG_CALLS.map((c, i) => [c, i]));
 export interface DebugDev {
   readonly id: number;
   readonly name: string;
-  readonly fn: { readonly driver: string | null };
+  readonly fn: { readonly driver: string | null; readonly name: string };
 }
 
 export type DmaDebugViolation =
@@ -219,7 +219,7 @@ export class DmaDebug {
     this.errorCount++;
     const printed = this.allErrors || this.showNumErrors > 0;
     const lines = msg.split('\n').filter((l) => l !== '');
-    const prefix = `DMA-API: ${dev.fn.driver ?? 'pci'} ${dev.name}: `;
+    const prefix = `DMA-API: ${devName(dev.fn)}: `;
     const mappedAt = entry >= 0 ? this.mappedAt(entry) : null;
     const text = lines.map((l, i) => (i === 0 ? prefix + l : l));
     if (printed) {
@@ -281,7 +281,7 @@ export class DmaDebug {
       const p = E.paddr[e]!;
       const idx = E.bucket[e]!;
       out.push(
-        `${d.fn.driver ?? 'pci'} ${d.name}: ${this.typeName(E.type[e]!)} idx ${idx} P=${p.toString(16)} N=${(p >> 12n).toString(16)} D=${E.devAddr[e]!.toString(16)} L=${E.size[e]!.toString(16)} cln=${h16(p >> 6n)} ${DIR_NAME[E.dir[e]!]} ${MAPERR_NAME[E.mapErr[e]!]}`,
+        `${devName(d.fn)}: ${this.typeName(E.type[e]!)} idx ${idx} P=${p.toString(16)} N=${(p >> 12n).toString(16)} D=${E.devAddr[e]!.toString(16)} L=${E.size[e]!.toString(16)} cln=${h16(p >> 6n)} ${DIR_NAME[E.dir[e]!]} ${MAPERR_NAME[E.mapErr[e]!]}`,
       );
     }
     return out;

@@ -5,6 +5,7 @@
 
 import { type Bytes, type DmaAddr, dmaAddr, hexPad, type PhysAddr } from '../../hw/addr.js';
 import type { KResult } from '../errno.js';
+import { devName } from '../printk.js';
 import { type DmaDevice, devIsDmaCoherent } from './device.js';
 import { DMA_ATTR_SKIP_CPU_SYNC, DMA_MAPPING_ERROR, type DmaDirection } from './dma-types.js';
 import {
@@ -21,7 +22,7 @@ import {
 export function swiotlbDeviceOf(dev: DmaDevice): SwiotlbDevice {
   return {
     get name() {
-      return `${dev.fn.driver ?? 'pci'} ${dev.name}`;
+      return devName(dev.fn);
     },
     get minAlignMask() {
       return dev.minAlignMask;
