@@ -7,7 +7,7 @@
 //                        rule decides (AMD Zen CPU, or whitelisted host bridge devices)
 // Each finding names its pairs, says why in the kernel's terms, and lists the fixes that would work.
 
-import type { HostBridge, PciFunction } from '../hw/pci.js';
+import { type HostBridge, type PciFunction, pciIdText } from '../hw/pci.js';
 import {
   calcMapTypeAndDist,
   cpuSupportsP2pdma,
@@ -39,8 +39,7 @@ export interface Finding {
   readonly fixes: readonly string[];
 }
 
-const id4 = (v: number): string => v.toString(16).padStart(4, '0');
-const devId = (f: PciFunction): string => `${id4(f.vendor)}:${id4(f.device)}`;
+const devId = pciIdText;
 
 /** Why the host-bridge rule refuses (or allows) a path between two host bridges. */
 export function hostBridgeReasons(

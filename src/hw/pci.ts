@@ -178,6 +178,10 @@ export interface Machine {
   readonly notes: readonly string[];
 }
 
+/** "vvvv:dddd", the vendor:device ID as lspci -n and the kernel's messages print it. */
+export const pciIdText = (f: Pick<PciFunction, 'vendor' | 'device'>): string =>
+  `${f.vendor.toString(16).padStart(4, '0')}:${f.device.toString(16).padStart(4, '0')}`;
+
 /** Base class of a 24-bit class code. */
 export const baseClass = (f: Pick<PciFunction, 'classCode'>): number => (f.classCode >> 16) & 0xff;
 

@@ -6,15 +6,13 @@
 
 import { deviceKind } from '../analysis/device-class.js';
 import type { P2pAnalysis } from '../analysis/p2p-analysis.js';
-import type { PciFunction } from '../hw/pci.js';
-
-const id4 = (v: number): string => v.toString(16).padStart(4, '0');
+import { type PciFunction, pciIdText } from '../hw/pci.js';
 
 function endpointJson(f: PciFunction) {
   return {
     bdf: f.name,
     kind: deviceKind(f),
-    id: `${id4(f.vendor)}:${id4(f.device)}`,
+    id: pciIdText(f),
     class: `0x${f.classCode.toString(16).padStart(6, '0')}`,
     driver: f.driver,
     hostBridge: f.hostBridge.name,

@@ -7,7 +7,7 @@ import { aliases, deviceKind } from '../analysis/device-class.js';
 import type { P2pAnalysis } from '../analysis/p2p-analysis.js';
 import { MAP_BUS_ADDR, MAP_NOT_SUPPORTED, MAP_THRU_HOST_BRIDGE } from '../analysis/p2p-matrix.js';
 import type { PairResult } from '../analysis/p2p-pairs.js';
-import type { HostBridge, Machine, PciFunction } from '../hw/pci.js';
+import { type HostBridge, type Machine, type PciFunction, pciIdText } from '../hw/pci.js';
 import { acsBitNames, PCI_ACS_CR, PCI_ACS_EC, PCI_ACS_RR } from '../hw/pci-regs.js';
 
 type Colors = ReturnType<typeof pc.createColors>;
@@ -19,8 +19,6 @@ export interface TextOptions {
   /** Pair class function (PIX/PXB/PHB/NODE/SYS), when available. */
   readonly topoClass?: ((a: PciFunction, b: PciFunction) => string) | undefined;
 }
-
-const id4 = (v: number): string => v.toString(16).padStart(4, '0');
 
 function acsMark(f: PciFunction, c: Colors): string {
   if (f.acs.state === 'absent') return '';
@@ -39,7 +37,7 @@ function portLabel(f: PciFunction): string {
 function fnLine(f: PciFunction, c: Colors): string {
   const names = f.osNames.length ? ` ${f.osNames.join(',')}` : '';
   const drv = f.driver ? c.dim(` [${f.driver}]`) : '';
-  return `${c.bold(f.name)} ${portLabel(f)} ${id4(f.vendor)}:${id4(f.device)}${names}${drv}${acsMark(f, c)}`;
+  return `${c.bold(f.name)} ${portLabel(f)} ${pciIdText(f)}${names}${drv}${acsMark(f, c)}`;
 }
 
 /** The PCI tree, one host bridge at a time, like `lspci -tv` with ACS state. */
@@ -96,9 +94,7 @@ export function renderMatrix(
 
 function hostBridgeNote(h: HostBridge): string {
   const first = h.rootFunctions[0];
-  return first
-    ? `${h.name}: first device ${first.name} (${id4(first.vendor)}:${id4(first.device)})`
-    : `${h.name}: empty root bus`;
+  return first ? `${h.name}: first device ${first.name} (${pciIdText(first)})` : `${h.name}: empty root bus`;
 }
 
 /** The whole text report. */

@@ -16,7 +16,7 @@
 // the traffic goes through the host bridge, allowed only on AMD Zen CPUs or whitelisted host bridges.
 
 import { mapTypesIdx } from '../../hw/bdf.js';
-import type { CpuInfo, HostBridge, Machine, PciFunction } from '../../hw/pci.js';
+import { type CpuInfo, type HostBridge, type Machine, type PciFunction, pciIdText } from '../../hw/pci.js';
 import { PCI_ACS_REDIR_MASK } from '../../hw/pci-regs.js';
 import type { GenPool } from '../mm/genalloc.js';
 import type { PercpuRef } from '../mm/percpu-ref.js';
@@ -144,8 +144,7 @@ function hostBridgeWhitelistOne(
   const entry = whitelistLookup(ctx.version, root.vendor, root.device);
   if (entry) return !(entry.flags & REQ_SAME_HOST_BRIDGE && !sameHostBridge);
   if (warn) {
-    const id = `${root.vendor.toString(16).padStart(4, '0')}:${root.device.toString(16).padStart(4, '0')}`;
-    pciWarn(ctx, root, `Host bridge not in P2PDMA whitelist: ${id}`);
+    pciWarn(ctx, root, `Host bridge not in P2PDMA whitelist: ${pciIdText(root)}`);
   }
   return false;
 }

@@ -31,7 +31,7 @@ import {
 } from './bars.js';
 import { defaultAcsCap, defaultDriver } from './device-defaults.js';
 import { layoutMachine } from './layout.js';
-import { type FnNode, type Problem, walkFunctions } from './nodes.js';
+import { type FnNode, fnName, type Problem, walkFunctions } from './nodes.js';
 import type { LinkDoc, MachineFileDoc } from './schema.js';
 import { acsBitList, GEN_GTS } from './values.js';
 
@@ -185,12 +185,12 @@ function functionSpec(
     size: bytes(b.size),
   }));
   const hints = barHints(bars);
-  const name = `${f.hb.domain.toString(16).padStart(4, '0')}:${f.bus.toString(16).padStart(2, '0')}:${(f.devfn >> 3).toString(16).padStart(2, '0')}.${f.devfn & 7}`;
+  const name = fnName(f);
   return {
     ...d,
     name,
     parent: f.parent
-      ? { kind: 'bridge', name: fnNameOf(f.parent) }
+      ? { kind: 'bridge', name: fnName(f.parent) }
       : { kind: 'host', hostBridge: hostBridgeName(f.hb.domain, f.hb.rootBus) },
     bars: pciBars,
     config,
@@ -200,9 +200,6 @@ function functionSpec(
     ...(hints.cmb || hints.vram ? { hints } : {}),
   };
 }
-
-const fnNameOf = (f: FnNode): string =>
-  `${f.hb.domain.toString(16).padStart(4, '0')}:${f.bus.toString(16).padStart(2, '0')}:${(f.devfn >> 3).toString(16).padStart(2, '0')}.${f.devfn & 7}`;
 
 function cpuOf(doc: MachineFileDoc): CpuInfo | null {
   const c = doc.cpu;
@@ -242,7 +239,7 @@ export function buildFromDoc(doc: MachineFileDoc, name: string, opts: MachineFil
     for (const f of walkFunctions(hb)) {
       const fb = bars.get(f) ?? [];
       for (const b of fb) allBars.push({ f, b, busStart: (b.cpuStart ?? 0n) - (hb.doc.busOffset ?? 0n) });
-      if (f.externalFacing) externalFacing.add(fnNameOf(f));
+      if (f.externalFacing) externalFacing.add(fnName(f));
       if (problems.length === 0) specs.push(functionSpec(f, fb, wins.get(f), { dflt, problems }));
     }
   }

@@ -1,6 +1,7 @@
 // The design of a machine file as a tree of functions: what layout.ts produces and bars.ts and
 // build.ts consume. A function here has its address and the document entries that describe it.
 
+import { formatBdf } from '../../hw/bdf.js';
 import type { PciePortType } from '../../hw/pci-regs.js';
 import type { DocPath } from './parse.js';
 import type {
@@ -96,7 +97,7 @@ export const hx2 = (n: number): string => n.toString(16).padStart(2, '0');
 
 /** `pci_name()` of a designed function. */
 export const fnName = (f: Pick<FnNode, 'hb' | 'bus' | 'devfn'>): string =>
-  `${f.hb.domain.toString(16).padStart(4, '0')}:${hx2(f.bus)}:${hx2(f.devfn >> 3)}.${f.devfn & 7}`;
+  formatBdf({ domain: f.hb.domain, bus: f.bus, devfn: f.devfn });
 
 export const pathName = (x: { path: DocPath }): string =>
   x.path.map((s, i) => (typeof s === 'number' ? `[${s}]` : i === 0 ? s : `.${s}`)).join('');
