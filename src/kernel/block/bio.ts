@@ -33,7 +33,8 @@ export const REQ_OP_VALUE: Readonly<Record<ReqOp, number>> = { read: 0, write: 1
 /** `blk_op_str()`. */
 export const REQ_OP_NAME: Readonly<Record<ReqOp, string>> = { read: 'READ', write: 'WRITE' };
 
-// `enum req_flag_bits` from REQ_OP_BITS (8) [recalled order; REQ_P2PDMA added after REQ_ATOMIC in 6.17].
+// `enum req_flag_bits` from REQ_OP_BITS (8), checked against include/linux/blk_types.h: FAILFAST_DEV 8 ..
+// SYNC 11, NOMERGE 14, IDLE 15, FUA 17, ... DRV 25, FS_PRIVATE 26, ATOMIC 27, P2PDMA 28 (added in 6.17).
 export const REQ_SYNC = 1 << 11;
 export const REQ_NOMERGE = 1 << 14;
 export const REQ_IDLE = 1 << 15;
